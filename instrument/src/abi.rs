@@ -1,0 +1,171 @@
+//! The instrumented-module ABI, version 1: what the rewritten module promises its host.
+//!
+//! This module documentation *is* the specification. A host (the ri-sandbox runtime, or any
+//! other engine) that follows it runs an instrumented module metered, with the same gas on
+//! every engine.
+//!
+//! # 1. Interface preservation
+//! The original module's imports and exports are kept with the same names, kinds and types,
+//! imports in the same order. Instrumentation adds no import. Every export it adds is named
+//! `ri_sandbox_*`; an input that already exports such a name is refused. Function, table,
+//! memory, tag and type indices are unchanged; the globals the ABI adds are appended after the
+//! module's own globals, so the module's global indices are unchanged too.
+//!
+//! # 2. The gas counter
+//! The output exports a mutable `i64` global named [`GAS_LEFT_EXPORT`]
+//! (`ri_sandbox_gas_left`), initial value 0. The host writes the budget into it before calling
+//! in and reads what is left afterwards: gas used = budget - gas left. No instruction of the
+//! original module can read or write it (it did not exist when the module was written, and
+//! it is not in the index space any original instruction names).
+//!
+//! # 3. Charging
+//! A function body is divided into *metered blocks*: maximal runs of reachable instructions
+//! entered only at their first instruction. A new block starts at the function's first
+//! instruction, after `loop`, after `if`, after `else`, after a conditional branch (`br_if`,
+//! `br_on_null`, `br_on_non_null`), and after the `end` of a `block`, `if` or `try_table` that
+//! control can reach other than by falling through (a reachable branch or catch clause names
+//! it, or it is an `if` without `else`). Unreachable code is not metered.
+//!
+//! The cost of a block is the sum of the prices (from the cost model) of the original
+//! operators in it. At the block's first instruction the metered code does, in effect:
+//!
+//! ```text
+//! if gas_left < cost { gas_left = -1; trap (unreachable) }
+//! gas_left = gas_left - cost
+//! ```
+//!
+//! before any instruction of the block runs. Consequences a host relies on:
+//! - after a call that returns normally, gas used is exactly the sum of the prices of the
+//!   instructions executed; a loop pays its body's price on every iteration;
+//! - after a trap, `gas_left < 0` means the module ran out of gas (the block that could not
+//!   be paid did not start), and `gas_left >= 0` means the trap is the module's own;
+//! - when an instruction inside a block traps or a callee throws past it, the rest of that
+//!   block has been paid and is not refunded; this over-charge is deterministic;
+//! - the counter never wraps: a budget of 0 or less runs out at the first non-free block,
+//!   and a budget of `i64::MAX` is simply large;
+//! - the metering code itself is not charged: gas measures the input module's instructions.
+//!
+//! Gas is a function of the input module, the cost model and the inputs only, so it is the
+//! same on every engine that implements WebAssembly correctly.
+//!
+//! # 4. The start function
+//! A start function is no longer a start section: it is exported as [`START_EXPORT`]
+//! (`ri_sandbox_start`). Instantiation therefore runs no code of the module; the host sets the
+//! budget and then calls `ri_sandbox_start` (once, before any other export), metered like any
+//! other call. A module without a start function has no such export.
+//!
+//! # 5. The `ri_sandbox` custom section
+//! The output ends with a custom section named [`SECTION_NAME`] whose payload is exactly 40
+//! bytes:
+//!
+//! | bytes  | content |
+//! |--------|---------|
+//! | 0..4   | ABI version, `u32` little-endian: 1 |
+//! | 4..36  | cost-model fingerprint ([`CostModel::fingerprint`](crate::CostModel::fingerprint)) |
+//! | 36..40 | option flags, `u32` little-endian; version 1 defines none, so 0 |
+//!
+//! The section states how a module was instrumented; it proves nothing, since anyone can
+//! write it. A module that already carries it is refused (instrumenting twice would charge
+//! twice).
+//!
+//! # 6. Reproducibility
+//! The same input bytes and the same configuration give byte-identical output. Custom
+//! sections, the name section included, are kept where they were.
+//!
+//! # 7. Features
+//! The output uses no WebAssembly feature the input does not use, except that it exports a
+//! mutable global: the metering code is MVP instructions (`global.get/set`, `i64.const`,
+//! `i64.lt_s`, `i64.sub`, `if`, `unreachable`). Accepted input: WebAssembly 2.0 (multi-value,
+//! bulk memory, reference types, SIMD, sign extension, saturating conversions, mutable
+//! globals), tail calls, multi-memory, memory64, exception handling (`try_table`, `throw`,
+//! `throw_ref`), extended constant expressions and typed function references. Refused, with
+//! the proposal named: GC (not metered), threads and relaxed SIMD (not deterministic), legacy
+//! exception handling, stack switching, and anything newer.
+
+/// Version of this ABI, as written in the custom section.
+pub const ABI_VERSION: u32 = 1;
+
+/// Name of the custom section that records how a module was instrumented.
+pub const SECTION_NAME: &str = "ri_sandbox";
+
+/// Export name of the gas counter.
+pub const GAS_LEFT_EXPORT: &str = "ri_sandbox_gas_left";
+
+/// Export name of the former start function.
+pub const START_EXPORT: &str = "ri_sandbox_start";
+
+/// Every export the ABI adds starts with this; inputs may not use it.
+pub const RESERVED_PREFIX: &str = "ri_sandbox_";
+
+/// Length of the custom section's payload in ABI version 1.
+const SECTION_LEN: usize = 40;
+
+/// What an instrumented module's `ri_sandbox` custom section says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbiInfo {
+    /// ABI version the module was instrumented for.
+    pub version: u32,
+    /// Fingerprint of the cost model it was metered with.
+    pub cost_fingerprint: [u8; 32],
+    /// Option flags (none are defined in version 1).
+    pub flags: u32,
+}
+
+impl AbiInfo {
+    /// The section payload.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SECTION_LEN);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.cost_fingerprint);
+        out.extend_from_slice(&self.flags.to_le_bytes());
+        out
+    }
+
+    /// Parses a section payload; `None` when it is not a version-1 payload.
+    pub fn decode(payload: &[u8]) -> Option<AbiInfo> {
+        if payload.len() != SECTION_LEN {
+            return None;
+        }
+        let version = u32::from_le_bytes(payload[0..4].try_into().ok()?);
+        let cost_fingerprint = payload[4..36].try_into().ok()?;
+        let flags = u32::from_le_bytes(payload[36..40].try_into().ok()?);
+        Some(AbiInfo {
+            version,
+            cost_fingerprint,
+            flags,
+        })
+    }
+
+    /// Reads the `ri_sandbox` section of a module, if it has a well-formed one. This reads
+    /// section headers only; it does not validate the module.
+    pub fn read(module: &[u8]) -> Option<AbiInfo> {
+        for payload in wasmparser::Parser::new(0).parse_all(module) {
+            match payload.ok()? {
+                wasmparser::Payload::CustomSection(s) if s.name() == SECTION_NAME => {
+                    return AbiInfo::decode(s.data());
+                }
+                wasmparser::Payload::End(_) => return None,
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn section_round_trips() {
+        let info = AbiInfo {
+            version: ABI_VERSION,
+            cost_fingerprint: [7; 32],
+            flags: 0,
+        };
+        let bytes = info.encode();
+        assert_eq!(bytes.len(), 40);
+        assert_eq!(AbiInfo::decode(&bytes), Some(info));
+        assert_eq!(AbiInfo::decode(&bytes[..39]), None);
+    }
+}

@@ -1,0 +1,167 @@
+//! `ri-sandbox-instrument` rewrites a WebAssembly module so that it meters itself.
+//!
+//! The output is an ordinary module that follows the [instrumented-module ABI](abi): it counts
+//! down a gas global at the start of every metered block, traps when the budget runs out, and
+//! runs its start function only when the host asks. Because the metering is in the module,
+//! any engine runs it metered and reports the same gas.
+//!
+//! The pipeline, in order:
+//! 1. [`rewrite`] surveys section headers (the gas global's index and the start function);
+//! 2. it validates the module section by section while copying it;
+//! 3. for each function body, [`analyze`] validates the operators and finds the metered
+//!    blocks and their costs from the [`CostModel`];
+//! 4. `rewrite::body` copies the body with the charges inserted;
+//! 5. the ABI's global, exports and custom section are added;
+//! 6. in debug builds, the output is validated again.
+//!
+//! ```
+//! use ri_sandbox_instrument::{instrument, Options};
+//! let wasm = wat::parse_str(r#"(module (func (export "f") (result i32) i32.const 7))"#).unwrap();
+//! let out = instrument(&wasm, &Options::default()).unwrap();
+//! assert_eq!(out.stats.functions, 1);
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod abi;
+mod analyze;
+mod cost;
+mod error;
+mod ops;
+mod rewrite;
+
+pub use cost::CostModel;
+pub use error::{Error, ErrorKind};
+
+use wasmparser::{Validator, WasmFeatures};
+
+/// How to instrument.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Options {
+    /// Operator prices. Default: [`CostModel::default`].
+    pub costs: CostModel,
+}
+
+impl Options {
+    /// Options with the given cost model.
+    pub fn with_costs(costs: CostModel) -> Options {
+        Options { costs }
+    }
+}
+
+/// What instrumentation did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Function bodies rewritten.
+    pub functions: usize,
+    /// Charges inserted (metered blocks that cost more than nothing).
+    pub blocks_metered: usize,
+    /// Size of the input.
+    pub bytes_in: usize,
+    /// Size of the output.
+    pub bytes_out: usize,
+}
+
+/// An instrumented module.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Instrumented {
+    /// The rewritten module's bytes.
+    pub module: Vec<u8>,
+    /// What the pass did.
+    pub stats: Stats,
+}
+
+/// The WebAssembly features ri-sandbox meters (see the [ABI](abi), section 7).
+pub fn supported_features() -> WasmFeatures {
+    WasmFeatures::WASM2
+        | WasmFeatures::TAIL_CALL
+        | WasmFeatures::MULTI_MEMORY
+        | WasmFeatures::MEMORY64
+        | WasmFeatures::EXCEPTIONS
+        | WasmFeatures::EXTENDED_CONST
+        | WasmFeatures::FUNCTION_REFERENCES
+}
+
+/// Features a module may use and still be a valid module, just not one ri-sandbox meters;
+/// used to tell "unsupported" from "invalid".
+fn known_features() -> WasmFeatures {
+    WasmFeatures::WASM3
+        | WasmFeatures::LEGACY_EXCEPTIONS
+        | WasmFeatures::STACK_SWITCHING
+        | WasmFeatures::WIDE_ARITHMETIC
+        | WasmFeatures::CUSTOM_PAGE_SIZES
+        | WasmFeatures::SHARED_EVERYTHING_THREADS
+}
+
+/// Instruments a binary module.
+///
+/// # Errors
+/// - [`ErrorKind::NotWasm`] when the bytes are not a binary WebAssembly module;
+/// - [`ErrorKind::Invalid`] when the module is malformed or fails validation (with the byte
+///   offset);
+/// - [`ErrorKind::Unsupported`] when it is valid but uses a proposal ri-sandbox does not meter;
+/// - [`ErrorKind::AlreadyInstrumented`] and [`ErrorKind::ReservedName`] when it carries the
+///   ABI's names already.
+///
+/// Never panics, whatever the input.
+pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented, Error> {
+    check_header(wasm)?;
+    let features = supported_features();
+    let (module, stats) = match rewrite::rewrite_module(wasm, options, features) {
+        Ok(done) => done,
+        Err(err) => return Err(classify(err, wasm)),
+    };
+    if cfg!(debug_assertions) {
+        Validator::new_with_features(features)
+            .validate_all(&module)
+            .map_err(|e| {
+                Error::new(ErrorKind::Internal {
+                    message: format!("{} at offset {:#x}", e.message(), e.offset()),
+                })
+            })?;
+    }
+    Ok(Instrumented { module, stats })
+}
+
+/// Turns "invalid" into "unsupported" when the module is valid under a wider feature set.
+fn classify(err: Error, wasm: &[u8]) -> Error {
+    match err.kind() {
+        ErrorKind::Invalid { message, offset }
+            if Validator::new_with_features(known_features())
+                .validate_all(wasm)
+                .is_ok() =>
+        {
+            Error::new(ErrorKind::Unsupported {
+                message: message.clone(),
+                offset: *offset,
+            })
+        }
+        _ => err,
+    }
+}
+
+fn check_header(wasm: &[u8]) -> Result<(), Error> {
+    const MAGIC: &[u8] = b"\0asm";
+    if wasm.len() < 8 || &wasm[..4] != MAGIC {
+        let reason = if wasm.is_empty() {
+            "the input is empty".to_string()
+        } else if wasm.starts_with(b"(") || wasm.iter().take(64).all(|b| b.is_ascii()) {
+            "it looks like text; convert WAT to binary first (the CLIs accept .wat)".to_string()
+        } else {
+            "it does not start with the magic bytes \\0asm".to_string()
+        };
+        return Err(Error::new(ErrorKind::NotWasm { reason }));
+    }
+    if wasm[4..8] != [1, 0, 0, 0] {
+        return Err(Error::new(ErrorKind::NotWasm {
+            reason: format!(
+                "binary version {:?} is not 1 (components are not supported)",
+                &wasm[4..8]
+            ),
+        }));
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! The `instrument` command: meter a module ahead of time.
+//!
+//! ```text
+//! instrument IN.wasm -o OUT.wasm [--costs COSTS.toml|COSTS.json]
+//! ```
+//!
+//! Prints a one-line summary. On any error it prints one line to stderr, exits with status 1
+//! and leaves no output file behind. This file does I/O only; the work is in the library.
+
+use ri_sandbox_instrument::{instrument, CostModel, Options};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+const USAGE: &str = "usage: instrument IN.wasm|IN.wat -o OUT.wasm [--costs FILE.toml|FILE.json]";
+
+struct Args {
+    input: PathBuf,
+    output: PathBuf,
+    costs: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut input = None;
+    let mut output = None;
+    let mut costs = None;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("-o") | Some("--output") => {
+                output = Some(PathBuf::from(args.next().ok_or("-o needs a file name")?))
+            }
+            Some("--costs") => {
+                costs = Some(PathBuf::from(
+                    args.next().ok_or("--costs needs a file name")?,
+                ))
+            }
+            Some("-h") | Some("--help") => return Err(USAGE.to_string()),
+            Some(flag) if flag.starts_with('-') && flag.len() > 1 => {
+                return Err(format!("unknown option `{flag}`\n{USAGE}"))
+            }
+            _ if input.is_none() => input = Some(PathBuf::from(arg)),
+            _ => return Err(format!("more than one input file\n{USAGE}")),
+        }
+    }
+    Ok(Args {
+        input: input.ok_or(USAGE)?,
+        output: output.ok_or(format!("no output file (-o)\n{USAGE}"))?,
+        costs,
+    })
+}
+
+fn read_costs(path: &Path) -> Result<CostModel, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let model = if path.extension().is_some_and(|e| e == "json") {
+        CostModel::from_json(&text)
+    } else {
+        CostModel::from_toml(&text)
+    };
+    model.map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn run() -> Result<String, String> {
+    let args = parse_args()?;
+    let options = match &args.costs {
+        Some(path) => Options::with_costs(read_costs(path)?),
+        None => Options::default(),
+    };
+    let bytes = std::fs::read(&args.input)
+        .map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
+    let wasm = if bytes.starts_with(b"\0asm") {
+        bytes
+    } else {
+        wat::parse_bytes(&bytes)
+            .map_err(|e| format!("{}: {e}", args.input.display()))?
+            .into_owned()
+    };
+    let started = Instant::now();
+    let out = instrument(&wasm, &options).map_err(|e| format!("{}: {e}", args.input.display()))?;
+    let elapsed = started.elapsed();
+
+    // Write beside the destination, then rename: a failed write leaves nothing behind.
+    let mut temp = args.output.clone().into_os_string();
+    temp.push(".tmp");
+    let temp = PathBuf::from(temp);
+    std::fs::write(&temp, &out.module)
+        .and_then(|()| std::fs::rename(&temp, &args.output))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            format!("cannot write {}: {e}", args.output.display())
+        })?;
+
+    let s = out.stats;
+    let growth = 100.0 * (s.bytes_out as f64 - s.bytes_in as f64) / s.bytes_in.max(1) as f64;
+    Ok(format!(
+        "instrumented {} -> {}: {} functions, {} blocks metered, {} -> {} bytes ({growth:+.1}%), {:.2} ms",
+        args.input.display(),
+        args.output.display(),
+        s.functions,
+        s.blocks_metered,
+        s.bytes_in,
+        s.bytes_out,
+        elapsed.as_secs_f64() * 1e3,
+    ))
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("instrument: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The operator catalogue: one entry for every operator wasmparser can decode.
+//!
+//! The list is generated from `wasmparser::for_each_operator!`, so an operator added to
+//! wasmparser appears here (and therefore in the cost table and in the proposal policy) the
+//! moment the dependency is upgraded; nothing can reach the metering pass without a price.
+
+use wasmparser::Operator;
+
+/// Static facts about one operator.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OpInfo {
+    /// wasmparser's visitor name, `visit_i32_add`.
+    visit: &'static str,
+    /// The proposal wasmparser files the operator under (`mvp`, `simd`, `gc`, ...).
+    pub(crate) proposal: &'static str,
+}
+
+impl OpInfo {
+    /// The operator's name in the cost-file spelling: the visitor name without `visit_`
+    /// (`i32_add`, `memory_grow`, `call_indirect`).
+    pub(crate) fn name(&self) -> &'static str {
+        &self.visit["visit_".len()..]
+    }
+}
+
+macro_rules! define_catalogue {
+    ($( @$proposal:ident $op:ident $({ $($arg:ident: $argty:ty),* })? => $visit:ident ($($ann:tt)*) )*) => {
+        /// Every operator, as a dense index into [`OPERATORS`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[allow(clippy::enum_variant_names)]
+        pub(crate) enum OpKind {
+            $($op,)*
+        }
+
+        /// Facts about every operator, indexed by `OpKind as usize`.
+        pub(crate) const OPERATORS: &[OpInfo] = &[
+            $(OpInfo { visit: stringify!($visit), proposal: stringify!($proposal) },)*
+        ];
+
+        impl OpKind {
+            /// The catalogue entry of a decoded operator; `None` only for an operator newer
+            /// than this catalogue, which callers must reject.
+            pub(crate) fn of(op: &Operator<'_>) -> Option<OpKind> {
+                #[allow(unreachable_patterns)]
+                match op {
+                    $(Operator::$op { .. } => Some(OpKind::$op),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+wasmparser::for_each_operator!(define_catalogue);
+
+impl OpKind {
+    pub(crate) fn info(self) -> &'static OpInfo {
+        &OPERATORS[self as usize]
+    }
+}
+
+/// Looks up an operator by its cost-file name. Accepts the visitor spelling (`i32_add`) and
+/// the text-format spelling (`i32.add`, `memory.atomic.notify`).
+pub(crate) fn index_by_name(name: &str) -> Option<usize> {
+    let snake: String = name
+        .chars()
+        .map(|c| if c == '.' { '_' } else { c })
+        .collect();
+    OPERATORS.iter().position(|op| op.name() == snake)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_resolvable() {
+        let mut names: Vec<_> = OPERATORS.iter().map(|o| o.name()).collect();
+        let len = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), len, "duplicate operator names");
+        assert!(len > 500, "catalogue unexpectedly small: {len}");
+        assert_eq!(index_by_name("i32.add"), index_by_name("i32_add"));
+        assert!(index_by_name("i32.add").is_some());
+        assert!(index_by_name("memory.atomic.notify").is_some());
+        assert!(index_by_name("i32.frobnicate").is_none());
+    }
+
+    #[test]
+    fn kind_of_decoded_operator() {
+        assert_eq!(OpKind::of(&Operator::Nop), Some(OpKind::Nop));
+        let k = OpKind::of(&Operator::I64DivS).unwrap();
+        assert_eq!(k.info().name(), "i64_div_s");
+        assert_eq!(k.info().proposal, "mvp");
+    }
+}

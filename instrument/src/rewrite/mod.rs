@@ -1,0 +1,309 @@
+//! Module assembly: copies every section of the input, appending the ABI's globals and
+//! exports, dropping the start section, rewriting the code section, and adding the
+//! `ri_sandbox` custom section.
+//!
+//! Sections that need no change are copied byte for byte; so are the entries of the global
+//! and export sections, to which the ABI's entries are appended.
+
+pub(crate) mod body;
+pub(crate) mod gas;
+
+use crate::abi::{self, AbiInfo};
+use crate::analyze::{self, invalid, Scratch};
+use crate::error::{Error, ErrorKind};
+use crate::{Options, Stats};
+use wasm_encoder::Encode;
+use wasmparser::{
+    BinaryReader, Encoding, FuncValidatorAllocations, Parser, Payload, ValidPayload, Validator,
+    WasmFeatures,
+};
+
+const CUSTOM: u8 = 0;
+const GLOBAL: u8 = 6;
+const EXPORT: u8 = 7;
+const START: u8 = 8;
+
+/// Position of a section id in the order the binary format requires; custom sections have
+/// none.
+fn order(id: u8) -> Option<u8> {
+    Some(match id {
+        1..=5 => id, // type, import, function, table, memory
+        13 => 6,     // tag
+        6 => 7,      // global
+        7 => 8,      // export
+        8 => 9,      // start
+        9 => 10,     // element
+        12 => 11,    // data count
+        10 => 12,    // code
+        11 => 13,    // data
+        _ => return None,
+    })
+}
+
+/// Facts gathered from section headers before rewriting starts.
+#[derive(Default)]
+struct Survey {
+    imported_globals: u32,
+    defined_globals: u32,
+    start: Option<u32>,
+}
+
+/// A first, cheap pass over section headers: the global count (the gas global's index) and
+/// the start function must be known before the sections that precede them are written.
+fn survey(wasm: &[u8]) -> Result<Survey, Error> {
+    let mut survey = Survey::default();
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(invalid)? {
+            Payload::Version {
+                encoding, range, ..
+            } if encoding != Encoding::Module => {
+                return Err(Error::new(ErrorKind::Unsupported {
+                    message: "components are not supported; instrument the core modules".into(),
+                    offset: range.start,
+                }));
+            }
+            Payload::ImportSection(reader) => {
+                for imports in reader {
+                    for import in imports.map_err(invalid)? {
+                        let (_, import) = import.map_err(invalid)?;
+                        if matches!(import.ty, wasmparser::TypeRef::Global(_)) {
+                            survey.imported_globals += 1;
+                        }
+                    }
+                }
+            }
+            Payload::GlobalSection(reader) => survey.defined_globals = reader.count(),
+            Payload::StartSection { func, .. } => survey.start = Some(func),
+            Payload::ExportSection(reader) => {
+                for export in reader {
+                    let export = export.map_err(invalid)?;
+                    if export.name.starts_with(abi::RESERVED_PREFIX) {
+                        return Err(Error::new(ErrorKind::ReservedName {
+                            name: export.name.to_string(),
+                        }));
+                    }
+                }
+            }
+            Payload::CustomSection(reader) if reader.name() == abi::SECTION_NAME => {
+                return Err(Error::new(ErrorKind::AlreadyInstrumented));
+            }
+            Payload::CodeSectionStart { size, .. } => {
+                // Function bodies are not needed here; skip them unread.
+                let _ = size;
+            }
+            _ => {}
+        }
+    }
+    Ok(survey)
+}
+
+/// Writes sections into the output.
+struct Writer {
+    out: Vec<u8>,
+}
+
+impl Writer {
+    fn section(&mut self, id: u8, contents: &[u8]) {
+        self.out.push(id);
+        (contents.len() as u32).encode(&mut self.out);
+        self.out.extend_from_slice(contents);
+    }
+}
+
+/// The entries of a vector section (everything after its count), with the count.
+fn entries(wasm: &[u8], range: std::ops::Range<usize>) -> Result<(u32, &[u8]), Error> {
+    let mut reader = BinaryReader::new(&wasm[range.clone()], range.start);
+    let count = reader.read_var_u32().map_err(invalid)?;
+    let start = reader.original_position();
+    Ok((count, &wasm[start..range.end]))
+}
+
+/// Rewrites a whole module. Validation happens in the same pass.
+pub(crate) fn rewrite_module(
+    wasm: &[u8],
+    options: &Options,
+    features: WasmFeatures,
+) -> Result<(Vec<u8>, Stats), Error> {
+    let survey = survey(wasm)?;
+    let gas_global = survey
+        .imported_globals
+        .checked_add(survey.defined_globals)
+        .filter(|n| *n < u32::MAX)
+        .ok_or_else(|| {
+            Error::new(ErrorKind::Limit {
+                message: "too many globals to add the gas counter".into(),
+            })
+        })?;
+
+    // The ABI's additions, encoded once.
+    let mut new_global = Vec::new();
+    new_global.extend_from_slice(&[0x7e, 0x01, 0x42, 0x00, 0x0b]); // mut i64 = i64.const 0
+    let mut new_exports = Vec::new();
+    let mut new_export_count = 1;
+    abi::GAS_LEFT_EXPORT.encode(&mut new_exports);
+    new_exports.push(0x03); // global
+    gas_global.encode(&mut new_exports);
+    if let Some(start) = survey.start {
+        abi::START_EXPORT.encode(&mut new_exports);
+        new_exports.push(0x00); // function
+        start.encode(&mut new_exports);
+        new_export_count += 1;
+    }
+
+    let mut validator = Validator::new_with_features(features);
+    let mut writer = Writer {
+        out: Vec::with_capacity(wasm.len() + wasm.len() / 4 + 64),
+    };
+    let mut globals_written = false;
+    let mut exports_written = false;
+    let charge = gas::ChargeEmitter::new(gas_global);
+    let mut stats = Stats {
+        bytes_in: wasm.len(),
+        ..Stats::default()
+    };
+    let mut code = Vec::new();
+    let mut code_remaining = 0u32;
+    let mut body_scratch = Vec::new();
+    let mut scratch = Scratch::default();
+    let mut allocs = FuncValidatorAllocations::default();
+
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(invalid)?;
+        let valid = validator.payload(&payload).map_err(invalid)?;
+        // A module without a global or export section gets one just before the first section
+        // that must follow it.
+        if let Some(position) = payload.as_section().and_then(|(id, _)| order(id)) {
+            if !globals_written && position > 7 {
+                writer.section(GLOBAL, &counted(1, &new_global));
+                globals_written = true;
+            }
+            if !exports_written && position > 8 {
+                writer.section(EXPORT, &counted(new_export_count, &new_exports));
+                exports_written = true;
+            }
+        }
+        match &payload {
+            Payload::Version { .. } => writer.out.extend_from_slice(&wasm[..8]),
+            Payload::CodeSectionStart { count, .. } => {
+                code.clear();
+                count.encode(&mut code);
+                code_remaining = *count;
+                if code_remaining == 0 {
+                    writer.section(10, &code);
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let ValidPayload::Func(func, _) = valid else {
+                    return Err(Error::new(ErrorKind::Internal {
+                        message: "the validator returned no function for a code entry".into(),
+                    }));
+                };
+                let mut func_validator = func.into_validator(std::mem::take(&mut allocs));
+                let plan = analyze::analyze_function(
+                    body,
+                    &mut func_validator,
+                    features,
+                    &options.costs,
+                    &mut scratch,
+                )?;
+                allocs = func_validator.into_allocations();
+                stats.functions += 1;
+                stats.blocks_metered += plan.charged_blocks();
+                body::rewrite_body(
+                    wasm,
+                    body.range(),
+                    &plan,
+                    &charge,
+                    &mut body_scratch,
+                    &mut code,
+                );
+                code_remaining -= 1;
+                if code_remaining == 0 {
+                    writer.section(10, &code);
+                }
+            }
+            Payload::End(_) => {}
+            other => {
+                let Some((id, range)) = other.as_section() else {
+                    // Payloads of components never get here: `survey` refused them.
+                    continue;
+                };
+                match id {
+                    GLOBAL => {
+                        let (count, old) = entries(wasm, range)?;
+                        let mut contents = Vec::with_capacity(old.len() + 16);
+                        (count + 1).encode(&mut contents);
+                        contents.extend_from_slice(old);
+                        contents.extend_from_slice(&new_global);
+                        writer.section(GLOBAL, &contents);
+                        globals_written = true;
+                    }
+                    EXPORT => {
+                        let (count, old) = entries(wasm, range)?;
+                        let mut contents = Vec::with_capacity(old.len() + new_exports.len() + 5);
+                        (count + new_export_count).encode(&mut contents);
+                        contents.extend_from_slice(old);
+                        contents.extend_from_slice(&new_exports);
+                        writer.section(EXPORT, &contents);
+                        exports_written = true;
+                    }
+                    START => {}
+                    CUSTOM if matches!(other, Payload::CustomSection(c) if c.name() == "name") => {
+                        writer.section(CUSTOM, &without_label_names(wasm, range));
+                    }
+                    _ => writer.section(id, &wasm[range]),
+                }
+            }
+        }
+    }
+    if !globals_written {
+        writer.section(GLOBAL, &counted(1, &new_global));
+    }
+    if !exports_written {
+        writer.section(EXPORT, &counted(new_export_count, &new_exports));
+    }
+    let info = AbiInfo {
+        version: abi::ABI_VERSION,
+        cost_fingerprint: options.costs.fingerprint(),
+        flags: 0,
+    };
+    let mut custom = Vec::new();
+    abi::SECTION_NAME.encode(&mut custom);
+    custom.extend_from_slice(&info.encode());
+    writer.section(CUSTOM, &custom);
+
+    stats.bytes_out = writer.out.len();
+    Ok((writer.out, stats))
+}
+
+/// A vector's contents: its count followed by already-encoded entries.
+fn counted(count: u32, entries: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() + 5);
+    count.encode(&mut out);
+    out.extend_from_slice(entries);
+    out
+}
+
+/// The name section without its label-names subsection (id 3): the blocks the metering code
+/// inserts shift every later label's index, so those names would point at the wrong labels.
+/// A name section that does not parse is kept as it is (it does not affect validity).
+fn without_label_names(wasm: &[u8], range: std::ops::Range<usize>) -> Vec<u8> {
+    let original = &wasm[range.clone()];
+    let parse = || -> Result<Vec<u8>, wasmparser::BinaryReaderError> {
+        let mut reader = BinaryReader::new(original, range.start);
+        let mut out = Vec::with_capacity(original.len());
+        let name = reader.read_string()?;
+        name.encode(&mut out);
+        while !reader.eof() {
+            let start = reader.current_position();
+            let id = reader.read_u8()?;
+            let len = reader.read_var_u32()? as usize;
+            reader.read_bytes(len)?;
+            if id != 3 {
+                out.extend_from_slice(&original[start..reader.current_position()]);
+            }
+        }
+        Ok(out)
+    };
+    parse().unwrap_or_else(|_| original.to_vec())
+}

@@ -1,0 +1,200 @@
+//! The same instrumented module on two engines: wasmtime (the runtime's engine) and wasmi (an
+//! interpreter, as an independent reference). Both follow the instrumented-module ABI by hand,
+//! as any host would: set `ri_sandbox_gas_left`, call, read it back.
+
+use ri_sandbox::instrument::abi;
+
+/// A plain value, compared bit for bit (floats as their bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Value {
+    I32(i32),
+    I64(i64),
+    F32(u32),
+    F64(u64),
+}
+
+/// How a call ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Returned(Vec<Value>),
+    /// A trap with `ri_sandbox_gas_left < 0`.
+    OutOfGas,
+    /// A trap of the module's own.
+    Trapped,
+}
+
+/// A call's outcome and the gas left afterwards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub outcome: Outcome,
+    pub gas_left: i64,
+}
+
+pub trait Instance {
+    fn call(&mut self, name: &str, args: &[Value], budget: i64) -> Result<Call, String>;
+}
+
+pub fn wasmtime_engine() -> wasmtime::Engine {
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_tail_call(true)
+        .wasm_multi_memory(true)
+        .wasm_memory64(true)
+        .wasm_function_references(true)
+        .wasm_exceptions(true)
+        .wasm_gc(true)
+        .wasm_extended_const(true)
+        .cranelift_nan_canonicalization(true);
+    wasmtime::Engine::new(&config).expect("wasmtime engine")
+}
+
+pub fn wasmi_engine() -> wasmi::Engine {
+    let mut config = wasmi::Config::default();
+    config
+        .wasm_tail_call(true)
+        .wasm_multi_memory(true)
+        .wasm_memory64(true)
+        .wasm_extended_const(true)
+        .wasm_simd(true);
+    wasmi::Engine::new(&config)
+}
+
+pub struct Wasmtime {
+    store: wasmtime::Store<()>,
+    instance: wasmtime::Instance,
+    gas: wasmtime::Global,
+}
+
+impl Wasmtime {
+    pub fn new(engine: &wasmtime::Engine, wasm: &[u8]) -> Result<Wasmtime, String> {
+        let module = wasmtime::Module::new(engine, wasm).map_err(|e| format!("{e:#}"))?;
+        let mut store = wasmtime::Store::new(engine, ());
+        let instance =
+            wasmtime::Instance::new(&mut store, &module, &[]).map_err(|e| format!("{e:#}"))?;
+        let gas = instance
+            .get_global(&mut store, abi::GAS_LEFT_EXPORT)
+            .ok_or("no gas global exported")?;
+        Ok(Wasmtime {
+            store,
+            instance,
+            gas,
+        })
+    }
+}
+
+impl Instance for Wasmtime {
+    fn call(&mut self, name: &str, args: &[Value], budget: i64) -> Result<Call, String> {
+        use wasmtime::Val;
+        let func = self
+            .instance
+            .get_func(&mut self.store, name)
+            .ok_or_else(|| format!("no export `{name}`"))?;
+        let params: Vec<Val> = args
+            .iter()
+            .map(|a| match *a {
+                Value::I32(v) => Val::I32(v),
+                Value::I64(v) => Val::I64(v),
+                Value::F32(v) => Val::F32(v),
+                Value::F64(v) => Val::F64(v),
+            })
+            .collect();
+        let ty = func.ty(&self.store);
+        let mut results = vec![Val::I32(0); ty.results().len()];
+        self.gas
+            .set(&mut self.store, Val::I64(budget))
+            .map_err(|e| e.to_string())?;
+        let result = func.call(&mut self.store, &params, &mut results);
+        let gas_left = self.gas.get(&mut self.store).unwrap_i64();
+        let outcome = match result {
+            Ok(()) => Outcome::Returned(
+                results
+                    .iter()
+                    .map(|v| match v {
+                        Val::I32(v) => Ok(Value::I32(*v)),
+                        Val::I64(v) => Ok(Value::I64(*v)),
+                        Val::F32(v) => Ok(Value::F32(*v)),
+                        Val::F64(v) => Ok(Value::F64(*v)),
+                        other => Err(format!("unsupported result {other:?}")),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Err(_) if gas_left < 0 => Outcome::OutOfGas,
+            Err(_) => Outcome::Trapped,
+        };
+        Ok(Call { outcome, gas_left })
+    }
+}
+
+pub struct Wasmi {
+    store: wasmi::Store<()>,
+    instance: wasmi::Instance,
+    gas: wasmi::Global,
+}
+
+impl Wasmi {
+    pub fn new(engine: &wasmi::Engine, wasm: &[u8]) -> Result<Wasmi, String> {
+        let module = wasmi::Module::new(engine, wasm).map_err(|e| e.to_string())?;
+        let mut store = wasmi::Store::new(engine, ());
+        let linker = wasmi::Linker::<()>::new(engine);
+        let instance = linker
+            .instantiate_and_start(&mut store, &module)
+            .map_err(|e| e.to_string())?;
+        let gas = instance
+            .get_global(&store, abi::GAS_LEFT_EXPORT)
+            .ok_or("no gas global exported")?;
+        Ok(Wasmi {
+            store,
+            instance,
+            gas,
+        })
+    }
+}
+
+impl Instance for Wasmi {
+    fn call(&mut self, name: &str, args: &[Value], budget: i64) -> Result<Call, String> {
+        use wasmi::Val;
+        let func = self
+            .instance
+            .get_func(&self.store, name)
+            .ok_or_else(|| format!("no export `{name}`"))?;
+        let params: Vec<Val> = args
+            .iter()
+            .map(|a| match *a {
+                Value::I32(v) => Val::I32(v),
+                Value::I64(v) => Val::I64(v),
+                Value::F32(v) => Val::F32(wasmi::F32::from_bits(v)),
+                Value::F64(v) => Val::F64(wasmi::F64::from_bits(v)),
+            })
+            .collect();
+        let ty = func.ty(&self.store);
+        let mut results: Vec<Val> = ty
+            .results()
+            .iter()
+            .map(|t| Val::default_for_ty(*t))
+            .collect();
+        self.gas
+            .set(&mut self.store, Val::I64(budget))
+            .map_err(|e| e.to_string())?;
+        let result = func.call(&mut self.store, &params, &mut results);
+        let Val::I64(gas_left) = self.gas.get(&self.store) else {
+            return Err("gas global is not i64".into());
+        };
+        let outcome = match result {
+            Ok(()) => Outcome::Returned(
+                results
+                    .iter()
+                    .map(|v| match v {
+                        Val::I32(v) => Ok(Value::I32(*v)),
+                        Val::I64(v) => Ok(Value::I64(*v)),
+                        Val::F32(v) => Ok(Value::F32(v.to_bits())),
+                        Val::F64(v) => Ok(Value::F64(v.to_bits())),
+                        other => Err(format!("unsupported result {other:?}")),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Err(_) if gas_left < 0 => Outcome::OutOfGas,
+            Err(_) => Outcome::Trapped,
+        };
+        Ok(Call { outcome, gas_left })
+    }
+}

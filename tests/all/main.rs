@@ -1,0 +1,6 @@
+//! The integration tests: one binary, one file per area.
+
+mod engines;
+mod fixtures;
+mod gas;
+mod sexpr;
