@@ -18,6 +18,14 @@
 //! original module can read or write it (it did not exist when the module was written, and
 //! it is not in the index space any original instruction names).
 //!
+//! Every instance meters itself with its own counter. A call into another instance's function
+//! (an import, or a table entry) is charged to the callee's counter, so a host that links
+//! instances sets the budget of each. One consequence: when instantiation fails after active
+//! element segments were written into an imported table (WebAssembly 2.0 keeps those writes),
+//! the failed instance's functions stay reachable through the table, but their counter was
+//! never handed to the host; it holds its initial 0, so they run out of gas at their first
+//! charge. That is safe (nothing runs unpaid) but differs from an unmetered run.
+//!
 //! # 3. Charging
 //! A function body is divided into *metered blocks*: maximal runs of reachable instructions
 //! entered only at their first instruction. A new block starts at the function's first

@@ -33,20 +33,37 @@ mod rewrite;
 pub use cost::CostModel;
 pub use error::{Error, ErrorKind};
 
-use wasmparser::{Validator, WasmFeatures};
+use wasmparser::Validator;
+pub use wasmparser::WasmFeatures;
 
 /// How to instrument.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Options {
     /// Operator prices. Default: [`CostModel::default`].
     pub costs: CostModel,
+    /// The WebAssembly features a module may use. Only features in [`supported_features`]
+    /// take effect: a host can narrow the set (to accept only MVP modules, say), never widen
+    /// it. Default: [`supported_features`].
+    pub features: WasmFeatures,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            costs: CostModel::default(),
+            features: supported_features(),
+        }
+    }
 }
 
 impl Options {
     /// Options with the given cost model.
     pub fn with_costs(costs: CostModel) -> Options {
-        Options { costs }
+        Options {
+            costs,
+            ..Options::default()
+        }
     }
 }
 
@@ -109,7 +126,7 @@ fn known_features() -> WasmFeatures {
 /// Never panics, whatever the input.
 pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented, Error> {
     check_header(wasm)?;
-    let features = supported_features();
+    let features = options.features & supported_features();
     let (module, stats) = match rewrite::rewrite_module(wasm, options, features) {
         Ok(done) => done,
         Err(err) => return Err(classify(err, wasm)),

@@ -4,3 +4,4 @@ mod engines;
 mod fixtures;
 mod gas;
 mod sexpr;
+mod spec;
