@@ -9,7 +9,9 @@
 //! imports in the same order. Instrumentation adds no import. Every export it adds is named
 //! `ri_sandbox_*`; an input that already exports such a name is refused. Function, table,
 //! memory, tag and type indices are unchanged; the globals the ABI adds are appended after the
-//! module's own globals, so the module's global indices are unchanged too.
+//! module's own globals (gas, then stack), and the helper locals after each function's own,
+//! so no index the module uses moves. The name section's label names are dropped, because the
+//! inserted `if` blocks shift label numbering.
 //!
 //! # 2. The gas counter
 //! The output exports a mutable `i64` global named [`GAS_LEFT_EXPORT`]
@@ -53,37 +55,72 @@
 //!   and a budget of `i64::MAX` is simply large;
 //! - the metering code itself is not charged: gas measures the input module's instructions.
 //!
+//! **Size charges.** A bulk operation also pays for its length, before it runs: after its
+//! block's charge, and right before the operation, the metered code charges
+//! `ceil(n / 2^k) * gas` (a [`UnitPrice`](crate::UnitPrice) of the cost model) where `n` is
+//! the length operand: bytes for `memory.copy`, `memory.fill` and `memory.init`, elements for
+//! `table.copy`, `table.fill`, `table.init` and `table.grow`, pages for `memory.grow`. The
+//! charge does not depend on whether the operation then succeeds, traps out of bounds or (for
+//! grow) fails, so it is deterministic; a length above 2^32 units is charged `i64::MAX`.
+//!
 //! Gas is a function of the input module, the cost model and the inputs only, so it is the
 //! same on every engine that implements WebAssembly correctly.
 //!
-//! # 4. The start function
+//! # 4. The stack limit
+//! When instrumented with a stack limit (the default), the output also exports a mutable
+//! `i64` global [`STACK_LEFT_EXPORT`] (`ri_sandbox_stack_left`) whose initial value is the
+//! limit. On entry, every function charges its *frame weight* to it exactly as a gas charge
+//! does (`if stack_left < weight { stack_left = -1; trap }`, then subtract). The weight is
+//! 64 plus 8 per parameter, local and operand-stack slot at the function's deepest point
+//! (16 per slot for `v128`, and for the operand slots of a function that uses SIMD), so a few
+//! huge frames are stopped as surely as many small ones. After a call returns, and where a
+//! `catch` clause lands, the caller puts the counter back to its own level; before a tail call
+//! it gives its own frame back. The limit is therefore a deterministic function of the call
+//! chain, the same on every engine.
+//!
+//! After a trap the host classifies it: `ri_sandbox_gas_left < 0` means out of gas; otherwise
+//! `ri_sandbox_stack_left < 0` means the stack limit; otherwise the trap is the module's own.
+//! A trap leaves the counter wherever the unwound frames left it: before the next call into
+//! the instance, the host writes the limit back (the value in the custom section).
+//!
+//! # 5. NaN canonicalization
+//! When instrumented with it (the default, flag [`FLAG_CANONICAL_NANS`]), every float
+//! operation that can produce a NaN (arithmetic, `sqrt`, `min`, `max`, rounding, promotion
+//! and demotion, scalar and SIMD) is followed by code that replaces a NaN result with the
+//! canonical NaN (`0x7fc00000` / `0x7ff8000000000000`, lane-wise for SIMD). Operations that
+//! only move bits (`abs`, `neg`, `copysign`, loads, stores, reinterpretations) are left alone:
+//! they are already deterministic.
+//!
+//! # 6. The start function
 //! A start function is no longer a start section: it is exported as [`START_EXPORT`]
 //! (`ri_sandbox_start`). Instantiation therefore runs no code of the module; the host sets the
 //! budget and then calls `ri_sandbox_start` (once, before any other export), metered like any
 //! other call. A module without a start function has no such export.
 //!
-//! # 5. The `ri_sandbox` custom section
-//! The output ends with a custom section named [`SECTION_NAME`] whose payload is exactly 40
+//! # 7. The `ri_sandbox` custom section
+//! The output ends with a custom section named [`SECTION_NAME`] whose payload is exactly 48
 //! bytes:
 //!
 //! | bytes  | content |
 //! |--------|---------|
 //! | 0..4   | ABI version, `u32` little-endian: 1 |
 //! | 4..36  | cost-model fingerprint ([`CostModel::fingerprint`](crate::CostModel::fingerprint)) |
-//! | 36..40 | option flags, `u32` little-endian; version 1 defines none, so 0 |
+//! | 36..40 | option flags, `u32` little-endian: bit 0 = NaN canonicalization |
+//! | 40..48 | stack limit, `u64` little-endian; 0 when there is none |
 //!
 //! The section states how a module was instrumented; it proves nothing, since anyone can
 //! write it. A module that already carries it is refused (instrumenting twice would charge
 //! twice).
 //!
-//! # 6. Reproducibility
+//! # 8. Reproducibility
 //! The same input bytes and the same configuration give byte-identical output. Custom
 //! sections, the name section included, are kept where they were.
 //!
-//! # 7. Features
+//! # 9. Features
 //! The output uses no WebAssembly feature the input does not use, except that it exports a
-//! mutable global: the metering code is MVP instructions (`global.get/set`, `i64.const`,
-//! `i64.lt_s`, `i64.sub`, `if`, `unreachable`). Accepted input: WebAssembly 2.0 (multi-value,
+//! mutable global: the metering code is MVP instructions (`global.get/set`, `local.*`,
+//! `i64` arithmetic and comparisons, `if`, `select`, `unreachable`); NaN canonicalization of
+//! a SIMD result uses SIMD instructions, which that module already uses. Accepted input: WebAssembly 2.0 (multi-value,
 //! bulk memory, reference types, SIMD, sign extension, saturating conversions, mutable
 //! globals), tail calls, multi-memory, memory64, exception handling (`try_table`, `throw`,
 //! `throw_ref`), extended constant expressions and typed function references. Refused, with
@@ -102,11 +139,17 @@ pub const GAS_LEFT_EXPORT: &str = "ri_sandbox_gas_left";
 /// Export name of the former start function.
 pub const START_EXPORT: &str = "ri_sandbox_start";
 
+/// Export name of the stack counter (when a stack limit is configured).
+pub const STACK_LEFT_EXPORT: &str = "ri_sandbox_stack_left";
+
+/// Custom-section flag: float results are NaN-canonicalized.
+pub const FLAG_CANONICAL_NANS: u32 = 1;
+
 /// Every export the ABI adds starts with this; inputs may not use it.
 pub const RESERVED_PREFIX: &str = "ri_sandbox_";
 
 /// Length of the custom section's payload in ABI version 1.
-const SECTION_LEN: usize = 40;
+const SECTION_LEN: usize = 48;
 
 /// What an instrumented module's `ri_sandbox` custom section says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,8 +158,10 @@ pub struct AbiInfo {
     pub version: u32,
     /// Fingerprint of the cost model it was metered with.
     pub cost_fingerprint: [u8; 32],
-    /// Option flags (none are defined in version 1).
+    /// Option flags ([`FLAG_CANONICAL_NANS`]).
     pub flags: u32,
+    /// The stack limit the module was instrumented with, if any.
+    pub stack_limit: Option<u64>,
 }
 
 impl AbiInfo {
@@ -126,6 +171,7 @@ impl AbiInfo {
         out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(&self.cost_fingerprint);
         out.extend_from_slice(&self.flags.to_le_bytes());
+        out.extend_from_slice(&self.stack_limit.unwrap_or(0).to_le_bytes());
         out
     }
 
@@ -137,10 +183,12 @@ impl AbiInfo {
         let version = u32::from_le_bytes(payload[0..4].try_into().ok()?);
         let cost_fingerprint = payload[4..36].try_into().ok()?;
         let flags = u32::from_le_bytes(payload[36..40].try_into().ok()?);
+        let stack_limit = u64::from_le_bytes(payload[40..48].try_into().ok()?);
         Some(AbiInfo {
             version,
             cost_fingerprint,
             flags,
+            stack_limit: (stack_limit != 0).then_some(stack_limit),
         })
     }
 
@@ -169,11 +217,12 @@ mod tests {
         let info = AbiInfo {
             version: ABI_VERSION,
             cost_fingerprint: [7; 32],
-            flags: 0,
+            flags: FLAG_CANONICAL_NANS,
+            stack_limit: Some(4096),
         };
         let bytes = info.encode();
-        assert_eq!(bytes.len(), 40);
+        assert_eq!(bytes.len(), 48);
         assert_eq!(AbiInfo::decode(&bytes), Some(info));
-        assert_eq!(AbiInfo::decode(&bytes[..39]), None);
+        assert_eq!(AbiInfo::decode(&bytes[..47]), None);
     }
 }

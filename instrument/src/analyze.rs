@@ -29,36 +29,118 @@
 //! charging it up front is exact. If the callee (or an instruction of the block itself) traps
 //! or throws, the rest of the block stays paid; that over-charge is deterministic, the same in
 //! every engine, and documented in the ABI.
+//!
+//! # What else the plan holds
+//! - *Size charges* before every bulk operation (`memory.copy/fill/init`, `table.copy/fill/
+//!   init/grow`, `memory.grow`), computed at run time from its length operand.
+//! - *Stack accounting* (when a stack limit is configured): a frame charge at function entry,
+//!   weighted by the frame's size, a restore of the caller's level after every call and at
+//!   every `catch` landing, and a release before every tail call.
+//! - *NaN canonicalization* (when enabled) after every float operation that can produce a NaN.
 
 use crate::cost::CostModel;
 use crate::error::{Error, ErrorKind};
 use crate::ops::OpKind;
 use wasmparser::{
-    BinaryReader, Catch, FuncValidator, FunctionBody, Operator, OperatorsReader,
+    BinaryReader, Catch, FuncValidator, FunctionBody, Operator, OperatorsReader, ValType,
     ValidatorResources, WasmFeatures,
 };
 
-/// What to insert before the original byte at `offset`.
+/// Which per-unit price a size charge uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UnitKind {
+    MemoryBytes,
+    TableElements,
+    MemoryPages,
+}
+
+/// The float shapes NaN canonicalization handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FloatKind {
+    F32,
+    F64,
+    F32x4,
+    F64x2,
+}
+
+/// What to insert before the original byte at an offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Insert {
+    /// Charge this much gas (nothing is emitted for 0).
+    Charge(u64),
+    /// Charge the size-proportional part of the bulk operation that follows; its length
+    /// operand, on top of the stack, is `i64` when `wide`, else `i32`.
+    SizeCharge { unit: UnitKind, wide: bool },
+    /// Remember the caller's stack level and charge this function's frame to it.
+    StackEnter,
+    /// Give this function's frame back: put the counter back to the caller's level (before
+    /// every way out of the function: `return`, its final `end`, a branch to its label, a
+    /// tail call).
+    StackRelease,
+    /// Put the counter back to this function's own level: where a `catch` lands (the frames
+    /// an exception unwound never gave theirs back), and where control stays in the function
+    /// after a branch that released the frame for its exiting targets only.
+    StackRecharge,
+    /// Replace a NaN on top of the stack with the canonical NaN.
+    Canonicalize(FloatKind),
+}
+
+/// One insertion.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Insertion {
     /// Absolute byte offset into the input module.
     pub offset: usize,
-    /// Gas to charge there. Zero means nothing is emitted.
-    pub gas: u64,
+    /// What to insert there.
+    pub insert: Insert,
+}
+
+/// Locals the inserted code needs, appended after the function's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ExtraLocals {
+    /// `i64`: the caller's stack level, saved on entry.
+    pub level: bool,
+    /// `i32`, `i64`, `i64`: a length operand of either width and the computed charge.
+    pub size: bool,
+    pub f32: bool,
+    pub f64: bool,
+    pub v128: bool,
 }
 
 /// The metering plan for one function.
 #[derive(Debug, Default)]
 pub(crate) struct FunctionPlan {
-    /// Charges, in increasing offset order.
+    /// Insertions, in increasing offset order (ties in the order they must be emitted).
     pub insertions: Vec<Insertion>,
+    /// Offset of the first operator (the end of the local declarations).
+    pub ops_start: usize,
+    /// Number of locals the function declares, parameters included.
+    pub locals: u32,
+    /// This function's frame weight for the stack limit.
+    pub frame_cost: u64,
+    /// Which helper locals the insertions use.
+    pub extra: ExtraLocals,
 }
 
 impl FunctionPlan {
     /// How many metered blocks cost more than nothing.
     pub fn charged_blocks(&self) -> usize {
-        self.insertions.iter().filter(|i| i.gas > 0).count()
+        self.insertions
+            .iter()
+            .filter(|i| matches!(i.insert, Insert::Charge(g) if g > 0))
+            .count()
     }
+}
+
+/// How the stack limit weighs a frame: a fixed part plus 8 units per value slot (16 for
+/// `v128`), over parameters, locals and the deepest operand stack the function reaches.
+pub const FRAME_BASE_COST: u64 = 64;
+
+/// What the analysis is asked to plan besides gas.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan<'a> {
+    pub costs: &'a CostModel,
+    pub stack_limit: bool,
+    pub canonicalize_nans: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,10 +158,15 @@ struct Frame {
     kind: FrameKind,
     /// Whether the instruction that opened the frame was reachable.
     reachable_at_start: bool,
-    /// Whether a reachable branch or catch clause targets the frame's end.
+    /// Whether a reachable branch or catch clause targets the frame's label.
     targeted: bool,
+    /// Whether the stack counter must be recharged where the frame's label lands (a catch
+    /// clause or a frame-releasing `br_table` targets it).
+    recharge: bool,
     /// For `if` frames that reached `else`: whether the then-arm fell through to it.
     then_fell_through: bool,
+    /// Offset just after the opening instruction (a loop's label is there).
+    start: usize,
 }
 
 /// The metered block being accumulated.
@@ -101,7 +188,7 @@ pub(crate) fn analyze_function(
     body: &FunctionBody<'_>,
     validator: &mut FuncValidator<ValidatorResources>,
     features: WasmFeatures,
-    costs: &CostModel,
+    plan: Plan<'_>,
     scratch: &mut Scratch,
 ) -> Result<FunctionPlan, Error> {
     let mut reader: BinaryReader<'_> = body.get_binary_reader();
@@ -110,25 +197,45 @@ pub(crate) fn analyze_function(
     let ops_start = reader.original_position();
     let mut ops = OperatorsReader::new(reader);
 
+    let locals = validator.len_locals();
+    let mut local_slots = 0u64;
+    if plan.stack_limit {
+        for index in 0..locals {
+            local_slots += slot_size(validator.get_local_type(index));
+        }
+    }
+
     let mut analysis = Analysis {
-        plan: FunctionPlan {
+        out: FunctionPlan {
             insertions: Vec::new(),
+            ops_start,
+            locals,
+            frame_cost: 0,
+            extra: ExtraLocals::default(),
         },
         frames: std::mem::take(&mut scratch.frames),
         current: Current { slot: None, gas: 0 },
+        plan,
+        max_operands: 0,
+        uses_v128: false,
     };
     analysis.frames.clear();
     analysis.frames.push(Frame {
         kind: FrameKind::Function,
         reachable_at_start: true,
         targeted: false,
+        recharge: false,
         then_fell_through: false,
+        start: ops_start,
     });
+    if plan.stack_limit {
+        analysis.out.extra.level = true;
+        analysis.insert(ops_start, Insert::StackEnter);
+    }
     analysis.start_block(ops_start, true);
 
     while !ops.eof() {
         let (op, offset) = ops.read_with_offset().map_err(invalid)?;
-        validator.op(offset, &op).map_err(invalid)?;
         let kind = OpKind::of(&op).ok_or_else(|| {
             Error::new(ErrorKind::Unsupported {
                 message: format!("operator {op:?} is newer than ri-sandbox's cost table"),
@@ -136,34 +243,60 @@ pub(crate) fn analyze_function(
             })
         })?;
         check_proposal(kind, offset)?;
+        // The width of a bulk operation's length operand, read before the operator pops it.
+        let top_is_i64 = matches!(validator.get_operand_type(0), Some(Some(ValType::I64)));
+        validator.op(offset, &op).map_err(invalid)?;
+        if plan.stack_limit {
+            analysis.max_operands = analysis
+                .max_operands
+                .max(u64::from(validator.operand_stack_height()));
+        }
         let next = ops.original_position();
-        analysis.operator(&op, kind, costs, next);
+        analysis.operator(&op, kind, offset, next, top_is_i64);
     }
     ops.finish().map_err(invalid)?;
+
+    let slot = if analysis.uses_v128 { 16 } else { 8 };
+    analysis.out.frame_cost = FRAME_BASE_COST + local_slots + analysis.max_operands * slot;
+    // Insertions were pushed in program order except catch landings at loop starts; a stable
+    // sort keeps ties in push order.
+    analysis.out.insertions.sort_by_key(|i| i.offset);
     scratch.frames = analysis.frames;
-    Ok(analysis.plan)
+    Ok(analysis.out)
 }
 
-struct Analysis {
-    plan: FunctionPlan,
+/// Stack units a value of this type takes.
+fn slot_size(ty: Option<ValType>) -> u64 {
+    match ty {
+        Some(ValType::V128) => 16,
+        _ => 8,
+    }
+}
+
+struct Analysis<'a> {
+    out: FunctionPlan,
     frames: Vec<Frame>,
     current: Current,
+    plan: Plan<'a>,
+    max_operands: u64,
+    uses_v128: bool,
 }
 
-impl Analysis {
+impl Analysis<'_> {
     fn reachable(&self) -> bool {
         self.current.slot.is_some()
+    }
+
+    fn insert(&mut self, offset: usize, insert: Insert) {
+        self.out.insertions.push(Insertion { offset, insert });
     }
 
     /// Ends the current metered block and starts a new one whose leader is at `leader`.
     fn start_block(&mut self, leader: usize, reachable: bool) {
         self.finish_block();
         self.current.slot = if reachable {
-            self.plan.insertions.push(Insertion {
-                offset: leader,
-                gas: 0,
-            });
-            Some(self.plan.insertions.len() - 1)
+            self.insert(leader, Insert::Charge(0));
+            Some(self.out.insertions.len() - 1)
         } else {
             None
         };
@@ -171,27 +304,56 @@ impl Analysis {
 
     fn finish_block(&mut self) {
         if let Some(slot) = self.current.slot.take() {
-            self.plan.insertions[slot].gas = self.current.gas;
+            self.out.insertions[slot].insert = Insert::Charge(self.current.gas);
         }
         self.current.gas = 0;
     }
 
-    /// Marks the frame `depth` levels out as the target of a reachable branch.
-    fn target(&mut self, depth: u32) {
+    /// Marks the frame `depth` levels out as the target of a reachable branch; returns
+    /// whether the branch leaves the function (targets the function's own label).
+    fn target(&mut self, depth: u32) -> bool {
         if !self.reachable() {
-            return;
+            return false;
         }
         // The validator has already checked the depth.
         let index = self.frames.len() - 1 - depth as usize;
         self.frames[index].targeted = true;
+        index == 0
     }
 
-    fn push(&mut self, kind: FrameKind) {
+    /// Asks for a stack recharge where the label of the frame `depth` levels out lands.
+    fn recharge_at_label(&mut self, depth: u32) {
+        if !self.plan.stack_limit || !self.reachable() {
+            return;
+        }
+        let index = self.frames.len() - 1 - depth as usize;
+        let frame = &mut self.frames[index];
+        if index == 0 || frame.recharge {
+            return;
+        }
+        frame.recharge = true;
+        // A loop's label is its start: recharge there, once.
+        if frame.kind == FrameKind::Loop {
+            let start = frame.start;
+            self.insert(start, Insert::StackRecharge);
+        }
+    }
+
+    /// Before a branch that may leave the function: give the frame back.
+    fn release_before(&mut self, offset: usize) {
+        if self.plan.stack_limit {
+            self.insert(offset, Insert::StackRelease);
+        }
+    }
+
+    fn push(&mut self, kind: FrameKind, start: usize) {
         self.frames.push(Frame {
             kind,
             reachable_at_start: self.reachable(),
             targeted: false,
+            recharge: false,
             then_fell_through: false,
+            start,
         });
     }
 
@@ -200,15 +362,27 @@ impl Analysis {
         self.finish_block();
     }
 
-    fn operator(&mut self, op: &Operator<'_>, kind: OpKind, costs: &CostModel, next: usize) {
-        if self.reachable() {
+    fn operator(
+        &mut self,
+        op: &Operator<'_>,
+        kind: OpKind,
+        offset: usize,
+        next: usize,
+        wide: bool,
+    ) {
+        let reachable = self.reachable();
+        if reachable {
             self.current.gas = self
                 .current
                 .gas
-                .saturating_add(u64::from(costs.op_price(kind)));
+                .saturating_add(u64::from(self.plan.costs.op_price(kind)));
+            if kind.info().proposal == "simd" {
+                self.uses_v128 = true;
+            }
+            self.side_effects(op, offset, next, wide);
         }
         match op {
-            Operator::Block { .. } => self.push(FrameKind::Block),
+            Operator::Block { .. } => self.push(FrameKind::Block, next),
             Operator::TryTable { try_table } => {
                 // Catch labels are relative to the frames *outside* the try_table.
                 for catch in &try_table.catches {
@@ -216,49 +390,71 @@ impl Analysis {
                     | Catch::OneRef { label, .. }
                     | Catch::All { label }
                     | Catch::AllRef { label }) = *catch;
-                    self.target(label);
+                    // A catch that lands outside the function is a rethrow to the caller.
+                    if !self.target(label) {
+                        self.recharge_at_label(label);
+                    }
                 }
-                self.push(FrameKind::TryTable);
+                self.push(FrameKind::TryTable, next);
             }
             Operator::Loop { .. } => {
-                self.push(FrameKind::Loop);
-                let reachable = self.reachable();
+                self.push(FrameKind::Loop, next);
                 self.start_block(next, reachable);
             }
             Operator::If { .. } => {
-                self.push(FrameKind::If);
-                let reachable = self.reachable();
+                self.push(FrameKind::If, next);
                 self.start_block(next, reachable);
             }
             Operator::Else => {
-                let fell_through = self.reachable();
                 let frame = self.frames.last_mut().expect("validated: else inside if");
                 frame.kind = FrameKind::Else;
-                frame.then_fell_through = fell_through;
-                let reachable = frame.reachable_at_start;
-                self.start_block(next, reachable);
+                frame.then_fell_through = reachable;
+                let arm_reachable = frame.reachable_at_start;
+                self.start_block(next, arm_reachable);
             }
-            Operator::End => self.end(next),
+            Operator::End => self.end(offset, next),
             Operator::Br { relative_depth } => {
-                self.target(*relative_depth);
+                if self.target(*relative_depth) {
+                    self.release_before(offset);
+                }
                 self.dead_end();
             }
             Operator::BrIf { relative_depth }
             | Operator::BrOnNull { relative_depth }
             | Operator::BrOnNonNull { relative_depth } => {
-                self.target(*relative_depth);
-                let reachable = self.reachable();
+                let exits = self.target(*relative_depth);
                 self.start_block(next, reachable);
+                if exits && self.plan.stack_limit {
+                    // Released for the taken branch; the fallthrough keeps its frame.
+                    self.insert(offset, Insert::StackRelease);
+                    self.insert(next, Insert::StackRecharge);
+                }
             }
             Operator::BrTable { targets } => {
-                for depth in targets.targets().flatten() {
-                    self.target(depth);
+                let depths: Vec<u32> = targets
+                    .targets()
+                    .flatten()
+                    .chain(std::iter::once(targets.default()))
+                    .collect();
+                let mut exits = false;
+                for &depth in &depths {
+                    exits |= self.target(depth);
                 }
-                self.target(targets.default());
+                if exits {
+                    self.release_before(offset);
+                    for &depth in &depths {
+                        self.recharge_at_label(depth);
+                    }
+                }
                 self.dead_end();
             }
-            Operator::Return
-            | Operator::Unreachable
+            Operator::Return => {
+                if reachable {
+                    self.release_before(offset);
+                }
+                self.dead_end();
+            }
+            Operator::Unreachable
             | Operator::Throw { .. }
             | Operator::ThrowRef
             | Operator::ReturnCall { .. }
@@ -268,11 +464,66 @@ impl Analysis {
         }
     }
 
-    fn end(&mut self, next: usize) {
+    /// Insertions an operator needs besides its block's gas: size charges, stack
+    /// accounting around calls, NaN canonicalization. Called for reachable operators only.
+    fn side_effects(&mut self, op: &Operator<'_>, offset: usize, next: usize, wide: bool) {
+        let size = |unit| Insert::SizeCharge { unit, wide };
+        let before = match op {
+            Operator::MemoryCopy { .. } | Operator::MemoryFill { .. } => {
+                Some(size(UnitKind::MemoryBytes))
+            }
+            // memory.init's length is always i32.
+            Operator::MemoryInit { .. } => Some(Insert::SizeCharge {
+                unit: UnitKind::MemoryBytes,
+                wide: false,
+            }),
+            Operator::TableCopy { .. }
+            | Operator::TableFill { .. }
+            | Operator::TableGrow { .. } => Some(size(UnitKind::TableElements)),
+            Operator::TableInit { .. } => Some(Insert::SizeCharge {
+                unit: UnitKind::TableElements,
+                wide: false,
+            }),
+            Operator::MemoryGrow { .. } => Some(size(UnitKind::MemoryPages)),
+            Operator::ReturnCall { .. }
+            | Operator::ReturnCallIndirect { .. }
+            | Operator::ReturnCallRef { .. }
+                if self.plan.stack_limit =>
+            {
+                Some(Insert::StackRelease)
+            }
+            _ => None,
+        };
+        if let Some(insert) = before {
+            if matches!(insert, Insert::SizeCharge { .. }) {
+                self.out.extra.size = true;
+            }
+            self.insert(offset, insert);
+        }
+        let after = match op {
+            _ if self.plan.canonicalize_nans => nan_producer(op).map(|kind| {
+                match kind {
+                    FloatKind::F32 => self.out.extra.f32 = true,
+                    FloatKind::F64 => self.out.extra.f64 = true,
+                    FloatKind::F32x4 | FloatKind::F64x2 => self.out.extra.v128 = true,
+                }
+                Insert::Canonicalize(kind)
+            }),
+            _ => None,
+        };
+        if let Some(insert) = after {
+            self.insert(next, insert);
+        }
+    }
+
+    fn end(&mut self, offset: usize, next: usize) {
         let frame = self.frames.pop().expect("validated: end matches a frame");
         let fell_through = self.reachable();
         let other_entry = match frame.kind {
             FrameKind::Function => {
+                if fell_through {
+                    self.release_before(offset);
+                }
                 self.finish_block();
                 return;
             }
@@ -281,6 +532,9 @@ impl Analysis {
             FrameKind::If => frame.targeted || frame.reachable_at_start,
             FrameKind::Else => frame.targeted || frame.then_fell_through,
         };
+        if frame.recharge && frame.kind != FrameKind::Loop {
+            self.insert(next, Insert::StackRecharge);
+        }
         if other_entry {
             self.start_block(next, true);
         } else if !fell_through {
@@ -289,6 +543,64 @@ impl Analysis {
         }
         // Otherwise only fallthrough reaches it: the current block simply continues.
     }
+}
+
+/// The float shape of an operator's result when the operator can produce a NaN whose bits
+/// differ between engines or CPUs. Sign, absolute value, copysign, loads, stores,
+/// reinterpretations, constants and integer conversions only move bits and are not listed.
+fn nan_producer(op: &Operator<'_>) -> Option<FloatKind> {
+    use Operator as O;
+    Some(match op {
+        O::F32Add
+        | O::F32Sub
+        | O::F32Mul
+        | O::F32Div
+        | O::F32Sqrt
+        | O::F32Min
+        | O::F32Max
+        | O::F32Ceil
+        | O::F32Floor
+        | O::F32Trunc
+        | O::F32Nearest
+        | O::F32DemoteF64 => FloatKind::F32,
+        O::F64Add
+        | O::F64Sub
+        | O::F64Mul
+        | O::F64Div
+        | O::F64Sqrt
+        | O::F64Min
+        | O::F64Max
+        | O::F64Ceil
+        | O::F64Floor
+        | O::F64Trunc
+        | O::F64Nearest
+        | O::F64PromoteF32 => FloatKind::F64,
+        O::F32x4Add
+        | O::F32x4Sub
+        | O::F32x4Mul
+        | O::F32x4Div
+        | O::F32x4Sqrt
+        | O::F32x4Min
+        | O::F32x4Max
+        | O::F32x4Ceil
+        | O::F32x4Floor
+        | O::F32x4Trunc
+        | O::F32x4Nearest
+        | O::F32x4DemoteF64x2Zero => FloatKind::F32x4,
+        O::F64x2Add
+        | O::F64x2Sub
+        | O::F64x2Mul
+        | O::F64x2Div
+        | O::F64x2Sqrt
+        | O::F64x2Min
+        | O::F64x2Max
+        | O::F64x2Ceil
+        | O::F64x2Floor
+        | O::F64x2Trunc
+        | O::F64x2Nearest
+        | O::F64x2PromoteLowF32x4 => FloatKind::F64x2,
+        _ => return None,
+    })
 }
 
 /// Rejects operators of proposals ri-sandbox does not meter or cannot make deterministic.

@@ -27,6 +27,63 @@ use std::collections::BTreeMap;
 #[derive(Clone, PartialEq, Eq)]
 pub struct CostModel {
     prices: Box<[u32]>,
+    /// What `memory.copy`, `memory.fill` and `memory.init` pay per byte, on top of their base
+    /// price. Default: 1 gas per 8 bytes.
+    pub memory_bytes: UnitPrice,
+    /// What `table.copy`, `table.fill`, `table.init` and `table.grow` pay per element, on top
+    /// of their base price. Default: 1 gas per element.
+    pub table_elements: UnitPrice,
+    /// What `memory.grow` pays per page requested, on top of its base price. Default: 64 gas
+    /// per page.
+    pub memory_pages: UnitPrice,
+}
+
+/// A price proportional to an operand: `gas` for every `2^units_log2` units (bytes, elements
+/// or pages), rounding up. The amount is charged before the operation runs, whether it then
+/// succeeds or traps, so an operation can never be cheaper than its length says.
+///
+/// `gas` must stay below 2^31 so that no length can make the charge wrap; a length above
+/// 2^32 units is charged `i64::MAX`, which no budget can pay (such an operation needs a memory
+/// or table larger than 4 Gi units).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitPrice {
+    /// Gas per group of units.
+    pub gas: u32,
+    /// The group size, as a power of two: 0 charges every unit, 3 every 8 units.
+    #[serde(default)]
+    pub units_log2: u8,
+}
+
+impl UnitPrice {
+    /// The largest `gas` a unit price may have.
+    pub const MAX_GAS: u32 = (1 << 31) - 1;
+
+    /// `gas` for every `2^units_log2` units.
+    pub const fn new(gas: u32, units_log2: u8) -> UnitPrice {
+        UnitPrice { gas, units_log2 }
+    }
+
+    /// The charge for `units` units, as the instrumented code computes it.
+    pub fn charge(self, units: u64) -> i64 {
+        if units > 1 << 32 {
+            return i64::MAX;
+        }
+        let groups = (units + (1u64 << self.units_log2) - 1) >> self.units_log2;
+        (groups * u64::from(self.gas)) as i64
+    }
+
+    fn check(self, what: &str) -> Result<(), Error> {
+        if self.gas > UnitPrice::MAX_GAS || self.units_log2 > 32 {
+            return Err(Error::new(ErrorKind::CostModel {
+                message: format!(
+                    "{what}: gas must be at most {} and units_log2 at most 32",
+                    UnitPrice::MAX_GAS
+                ),
+            }));
+        }
+        Ok(())
+    }
 }
 
 impl Default for CostModel {
@@ -36,6 +93,9 @@ impl Default for CostModel {
                 .iter()
                 .map(|op| default_price(op.name()))
                 .collect(),
+            memory_bytes: UnitPrice::new(1, 3),
+            table_elements: UnitPrice::new(1, 0),
+            memory_pages: UnitPrice::new(64, 0),
         }
     }
 }
@@ -101,6 +161,12 @@ fn default_price(name: &str) -> u32 {
 /// # Names in text-format spelling ("i64.div_s") or wasmparser spelling ("i64_div_s").
 /// "i64.div_s" = 8
 /// call = 5
+///
+/// [per_unit]
+/// # Size-proportional prices, on top of the operator's own price (omitted: the defaults).
+/// memory_bytes = { gas = 1, units_log2 = 3 }     # 1 gas per 8 bytes copied/filled/initialised
+/// table_elements = { gas = 1 }                    # 1 gas per table element
+/// memory_pages = { gas = 64 }                     # 64 gas per page memory.grow asks for
 /// ```
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,13 +174,25 @@ struct CostFile {
     default: Option<u32>,
     #[serde(default)]
     operators: BTreeMap<String, u32>,
+    #[serde(default)]
+    per_unit: PerUnitFile,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PerUnitFile {
+    memory_bytes: Option<UnitPrice>,
+    table_elements: Option<UnitPrice>,
+    memory_pages: Option<UnitPrice>,
 }
 
 impl CostModel {
     /// A model that charges `price` for every operator, structure markers included.
+    /// Per-unit prices keep their defaults.
     pub fn flat(price: u32) -> CostModel {
         CostModel {
             prices: vec![price; OPERATORS.len()].into_boxed_slice(),
+            ..CostModel::default()
         }
     }
 
@@ -172,7 +250,22 @@ impl CostModel {
         for (name, price) in &file.operators {
             model.set(name, *price)?;
         }
+        let per_unit = file.per_unit;
+        model.memory_bytes = per_unit.memory_bytes.unwrap_or(model.memory_bytes);
+        model.table_elements = per_unit.table_elements.unwrap_or(model.table_elements);
+        model.memory_pages = per_unit.memory_pages.unwrap_or(model.memory_pages);
+        model.check()?;
         Ok(model)
+    }
+
+    /// Checks that the per-unit prices cannot make a charge wrap.
+    ///
+    /// # Errors
+    /// [`ErrorKind::CostModel`] naming the offending price.
+    pub fn check(&self) -> Result<(), Error> {
+        self.memory_bytes.check("memory_bytes")?;
+        self.table_elements.check("table_elements")?;
+        self.memory_pages.check("memory_pages")
     }
 
     /// A SHA-256 digest of every operator's name and price, in name order. Equal prices give
@@ -190,6 +283,17 @@ impl CostModel {
             hasher.update(name.as_bytes());
             hasher.update(b"=");
             hasher.update(price.to_le_bytes());
+            hasher.update(b"\n");
+        }
+        for (name, unit) in [
+            ("per_unit.memory_bytes", self.memory_bytes),
+            ("per_unit.table_elements", self.table_elements),
+            ("per_unit.memory_pages", self.memory_pages),
+        ] {
+            hasher.update(name.as_bytes());
+            hasher.update(b"=");
+            hasher.update(unit.gas.to_le_bytes());
+            hasher.update([unit.units_log2]);
             hasher.update(b"\n");
         }
         hasher.finalize().into()
@@ -265,6 +369,40 @@ mod tests {
         }
         let err = CostModel::from_json("{\"operators\": {\"nope\": 1}}").unwrap_err();
         assert!(err.to_string().contains("unknown operator `nope`"), "{err}");
+    }
+
+    #[test]
+    fn per_unit_prices_from_files_and_their_limits() {
+        let m = CostModel::from_toml(
+            "[per_unit]\nmemory_bytes = { gas = 3, units_log2 = 2 }\nmemory_pages = { gas = 1 }\n",
+        )
+        .unwrap();
+        assert_eq!(m.memory_bytes, UnitPrice::new(3, 2));
+        assert_eq!(m.memory_pages, UnitPrice::new(1, 0));
+        assert_eq!(m.table_elements, CostModel::default().table_elements);
+        assert_ne!(m.fingerprint(), CostModel::default().fingerprint());
+        let too_big =
+            CostModel::from_json(r#"{"per_unit": {"memory_bytes": {"gas": 4294967295}}}"#);
+        assert!(matches!(
+            too_big.unwrap_err().kind(),
+            ErrorKind::CostModel { .. }
+        ));
+    }
+
+    #[test]
+    fn unit_charges_round_up_and_saturate() {
+        let p = UnitPrice::new(1, 3);
+        assert_eq!(p.charge(0), 0);
+        assert_eq!(p.charge(1), 1);
+        assert_eq!(p.charge(8), 1);
+        assert_eq!(p.charge(9), 2);
+        assert_eq!(p.charge(1 << 32), 1 << 29);
+        assert_eq!(p.charge((1 << 32) + 1), i64::MAX);
+        let max = UnitPrice::new(UnitPrice::MAX_GAS, 0);
+        assert_eq!(
+            max.charge(1 << 32),
+            (1i64 << 32) * i64::from(UnitPrice::MAX_GAS)
+        );
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! 2. it validates the module section by section while copying it;
 //! 3. for each function body, [`analyze`] validates the operators and finds the metered
 //!    blocks and their costs from the [`CostModel`];
-//! 4. `rewrite::body` copies the body with the charges inserted;
-//! 5. the ABI's global, exports and custom section are added;
+//!    (and the stack accounting, size charges and NaN canonicalization points);
+//! 4. `rewrite::body` copies the body with that code inserted;
+//! 5. the ABI's globals, exports and custom section are added;
 //! 6. in debug builds, the output is validated again.
 //!
 //! ```
@@ -30,7 +31,7 @@ mod error;
 mod ops;
 mod rewrite;
 
-pub use cost::CostModel;
+pub use cost::{CostModel, UnitPrice};
 pub use error::{Error, ErrorKind};
 
 use wasmparser::Validator;
@@ -46,13 +47,33 @@ pub struct Options {
     /// take effect: a host can narrow the set (to accept only MVP modules, say), never widen
     /// it. Default: [`supported_features`].
     pub features: WasmFeatures,
+    /// The deterministic stack-height limit, in stack units (see the [ABI](abi), section 4):
+    /// each call charges its callee's frame weight, and a call that would exceed the limit
+    /// traps with `ri_sandbox_stack_left` set to -1. `None` leaves recursion depth to the
+    /// engine, which is not deterministic. Default: [`DEFAULT_STACK_LIMIT`].
+    pub stack_limit: Option<u64>,
+    /// Replace every NaN a float operation produces with the canonical NaN, so results are
+    /// bit-identical across engines and CPUs. Default: `true`.
+    ///
+    /// # Determinism
+    /// Without it, the bits of a NaN produced by arithmetic (its sign and payload) may differ
+    /// between x86 and ARM, and between engines.
+    pub canonicalize_nans: bool,
 }
+
+/// The default stack limit: 256 Ki stack units. A frame weighs 64 units plus 8 per parameter,
+/// local and operand-stack slot (16 for `v128`), so this allows recursion about 3,600 deep for
+/// a small function, and it stops every frame mix well before wasmtime's default 512 KiB of
+/// native stack runs out.
+pub const DEFAULT_STACK_LIMIT: u64 = 256 * 1024;
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             costs: CostModel::default(),
             features: supported_features(),
+            stack_limit: Some(DEFAULT_STACK_LIMIT),
+            canonicalize_nans: true,
         }
     }
 }
@@ -126,6 +147,7 @@ fn known_features() -> WasmFeatures {
 /// Never panics, whatever the input.
 pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented, Error> {
     check_header(wasm)?;
+    options.costs.check()?;
     let features = options.features & supported_features();
     let (module, stats) = match rewrite::rewrite_module(wasm, options, features) {
         Ok(done) => done,

@@ -61,6 +61,20 @@ fn read_costs(path: &Path) -> Result<CostModel, String> {
     model.map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// A text-format error on one line: the message and its `line:column`.
+fn one_line(message: &str) -> String {
+    let mut lines = message.lines();
+    let first = lines.next().unwrap_or_default().trim();
+    let location = lines
+        .find_map(|l| l.trim().strip_prefix("--> "))
+        .and_then(|l| l.rsplit_once(':').map(|_| l))
+        .map(|l| l.trim_start_matches("<anon>:"));
+    match location {
+        Some(at) => format!("{first} (text format, line:column {at})"),
+        None => first.to_string(),
+    }
+}
+
 fn run() -> Result<String, String> {
     let args = parse_args()?;
     let options = match &args.costs {
@@ -69,12 +83,13 @@ fn run() -> Result<String, String> {
     };
     let bytes = std::fs::read(&args.input)
         .map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
-    let wasm = if bytes.starts_with(b"\0asm") {
-        bytes
-    } else {
+    let is_text = !bytes.starts_with(b"\0asm") && std::str::from_utf8(&bytes).is_ok();
+    let wasm = if is_text {
         wat::parse_bytes(&bytes)
-            .map_err(|e| format!("{}: {e}", args.input.display()))?
+            .map_err(|e| format!("{}: {}", args.input.display(), one_line(&e.to_string())))?
             .into_owned()
+    } else {
+        bytes
     };
     let started = Instant::now();
     let out = instrument(&wasm, &options).map_err(|e| format!("{}: {e}", args.input.display()))?;

@@ -19,6 +19,8 @@ pub enum Outcome {
     Returned(Vec<Value>),
     /// A trap with `ri_sandbox_gas_left < 0`.
     OutOfGas,
+    /// A trap with `ri_sandbox_stack_left < 0` (and gas left).
+    StackLimit,
     /// A trap of the module's own.
     Trapped,
 }
@@ -63,6 +65,15 @@ pub struct Wasmtime {
     store: wasmtime::Store<()>,
     instance: wasmtime::Instance,
     gas: wasmtime::Global,
+    stack: Option<(wasmtime::Global, i64)>,
+}
+
+/// The stack limit an instrumented module was built with (ABI section 7), which the host
+/// writes back into `ri_sandbox_stack_left` before every call.
+fn stack_limit(wasm: &[u8]) -> Option<i64> {
+    abi::AbiInfo::read(wasm)
+        .and_then(|info| info.stack_limit)
+        .map(|l| l as i64)
 }
 
 impl Wasmtime {
@@ -74,10 +85,20 @@ impl Wasmtime {
         let gas = instance
             .get_global(&mut store, abi::GAS_LEFT_EXPORT)
             .ok_or("no gas global exported")?;
+        let stack = match stack_limit(wasm) {
+            Some(limit) => Some((
+                instance
+                    .get_global(&mut store, abi::STACK_LEFT_EXPORT)
+                    .ok_or("no stack global exported")?,
+                limit,
+            )),
+            None => None,
+        };
         Ok(Wasmtime {
             store,
             instance,
             gas,
+            stack,
         })
     }
 }
@@ -103,8 +124,17 @@ impl Instance for Wasmtime {
         self.gas
             .set(&mut self.store, Val::I64(budget))
             .map_err(|e| e.to_string())?;
+        if let Some((stack, limit)) = self.stack {
+            stack
+                .set(&mut self.store, Val::I64(limit))
+                .map_err(|e| e.to_string())?;
+        }
         let result = func.call(&mut self.store, &params, &mut results);
         let gas_left = self.gas.get(&mut self.store).unwrap_i64();
+        let stack_left = match self.stack {
+            Some((stack, _)) => stack.get(&mut self.store).unwrap_i64(),
+            None => 0,
+        };
         let outcome = match result {
             Ok(()) => Outcome::Returned(
                 results
@@ -119,6 +149,7 @@ impl Instance for Wasmtime {
                     .collect::<Result<_, _>>()?,
             ),
             Err(_) if gas_left < 0 => Outcome::OutOfGas,
+            Err(_) if stack_left < 0 => Outcome::StackLimit,
             Err(_) => Outcome::Trapped,
         };
         Ok(Call { outcome, gas_left })
@@ -129,6 +160,7 @@ pub struct Wasmi {
     store: wasmi::Store<()>,
     instance: wasmi::Instance,
     gas: wasmi::Global,
+    stack: Option<(wasmi::Global, i64)>,
 }
 
 impl Wasmi {
@@ -142,10 +174,20 @@ impl Wasmi {
         let gas = instance
             .get_global(&store, abi::GAS_LEFT_EXPORT)
             .ok_or("no gas global exported")?;
+        let stack = match stack_limit(wasm) {
+            Some(limit) => Some((
+                instance
+                    .get_global(&store, abi::STACK_LEFT_EXPORT)
+                    .ok_or("no stack global exported")?,
+                limit,
+            )),
+            None => None,
+        };
         Ok(Wasmi {
             store,
             instance,
             gas,
+            stack,
         })
     }
 }
@@ -175,9 +217,21 @@ impl Instance for Wasmi {
         self.gas
             .set(&mut self.store, Val::I64(budget))
             .map_err(|e| e.to_string())?;
+        if let Some((stack, limit)) = self.stack {
+            stack
+                .set(&mut self.store, Val::I64(limit))
+                .map_err(|e| e.to_string())?;
+        }
         let result = func.call(&mut self.store, &params, &mut results);
         let Val::I64(gas_left) = self.gas.get(&self.store) else {
             return Err("gas global is not i64".into());
+        };
+        let stack_left = match self.stack {
+            Some((stack, _)) => match stack.get(&self.store) {
+                Val::I64(v) => v,
+                _ => return Err("stack global is not i64".into()),
+            },
+            None => 0,
         };
         let outcome = match result {
             Ok(()) => Outcome::Returned(
@@ -193,6 +247,7 @@ impl Instance for Wasmi {
                     .collect::<Result<_, _>>()?,
             ),
             Err(_) if gas_left < 0 => Outcome::OutOfGas,
+            Err(_) if stack_left < 0 => Outcome::StackLimit,
             Err(_) => Outcome::Trapped,
         };
         Ok(Call { outcome, gas_left })

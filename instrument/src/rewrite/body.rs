@@ -1,11 +1,39 @@
 //! Applies a [`FunctionPlan`] to a function body by copying the original bytes around the
 //! insertions. Operators that need no change are never decoded again or re-encoded, which is
-//! what makes the pass faster than a parse-and-re-encode round trip.
+//! what makes the pass faster than a parse-and-re-encode round trip. The local declarations
+//! are copied too, with the helper locals the insertions need appended after them, so no
+//! existing local index moves.
 
-use super::gas::ChargeEmitter;
-use crate::analyze::FunctionPlan;
+use super::code::Code;
+use super::{bulk, gas, nan, stack};
+use crate::analyze::{FunctionPlan, Insert, UnitKind};
+use crate::cost::CostModel;
+use crate::error::{Error, ErrorKind};
 use std::ops::Range;
 use wasm_encoder::Encode;
+use wasmparser::BinaryReader;
+
+/// The most locals a function may have (wasmparser's limit, which engines share).
+const MAX_LOCALS: u32 = 50_000;
+
+/// Indices of the helper locals (only those the plan asks for are declared).
+#[derive(Default)]
+pub(crate) struct LocalMap {
+    pub level: u32,
+    pub n32: u32,
+    pub n64: u32,
+    pub cost: u32,
+    pub f32: u32,
+    pub f64: u32,
+    pub v128: u32,
+}
+
+/// Module-wide facts the emitted code refers to.
+pub(crate) struct Context<'a> {
+    pub gas_global: u32,
+    pub stack_global: Option<u32>,
+    pub costs: &'a CostModel,
+}
 
 /// Appends the rewritten body (size-prefixed, as the code section stores it) to `out`.
 /// `scratch` is a reusable buffer.
@@ -13,18 +41,118 @@ pub(crate) fn rewrite_body(
     wasm: &[u8],
     body: Range<usize>,
     plan: &FunctionPlan,
-    charge: &ChargeEmitter,
+    cx: &Context<'_>,
     scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
-) {
+) -> Result<(), Error> {
     scratch.clear();
-    let mut cursor = body.start;
-    for insertion in plan.insertions.iter().filter(|i| i.gas > 0) {
+    let (locals, declarations) = declare_locals(wasm, body.start, plan)?;
+    scratch.extend_from_slice(&declarations);
+
+    let mut cursor = plan.ops_start;
+    for insertion in &plan.insertions {
         scratch.extend_from_slice(&wasm[cursor..insertion.offset]);
-        charge.emit(insertion.gas, scratch);
         cursor = insertion.offset;
+        let code = &mut Code(scratch);
+        match insertion.insert {
+            Insert::Charge(0) => {}
+            Insert::Charge(cost) => gas::charge(code, cx.gas_global, gas::Amount::Const(cost)),
+            Insert::SizeCharge { unit, wide } => {
+                let price = match unit {
+                    UnitKind::MemoryBytes => cx.costs.memory_bytes,
+                    UnitKind::TableElements => cx.costs.table_elements,
+                    UnitKind::MemoryPages => cx.costs.memory_pages,
+                };
+                bulk::size_charge(code, cx.gas_global, &locals, price, wide);
+            }
+            Insert::StackEnter | Insert::StackRelease | Insert::StackRecharge => {
+                let Some(stack_global) = cx.stack_global else {
+                    return Err(internal("stack accounting without a stack counter"));
+                };
+                match insertion.insert {
+                    Insert::StackEnter => {
+                        stack::enter(code, stack_global, plan.frame_cost, locals.level)
+                    }
+                    Insert::StackRelease => stack::release(code, stack_global, locals.level),
+                    _ => stack::recharge(code, stack_global, plan.frame_cost, locals.level),
+                }
+            }
+            Insert::Canonicalize(kind) => nan::canonicalize(code, kind, &locals),
+        }
     }
     scratch.extend_from_slice(&wasm[cursor..body.end]);
     (scratch.len() as u32).encode(out);
     out.extend_from_slice(scratch);
+    Ok(())
+}
+
+fn internal(message: &str) -> Error {
+    Error::new(ErrorKind::Internal {
+        message: message.to_string(),
+    })
+}
+
+/// The local declarations with the helper locals appended, and where each helper lives.
+fn declare_locals(
+    wasm: &[u8],
+    body_start: usize,
+    plan: &FunctionPlan,
+) -> Result<(LocalMap, Vec<u8>), Error> {
+    const I32: u8 = 0x7f;
+    const I64: u8 = 0x7e;
+    const F32: u8 = 0x7d;
+    const F64: u8 = 0x7c;
+    const V128: u8 = 0x7b;
+
+    let extra = plan.extra;
+    let mut map = LocalMap::default();
+    let mut added: Vec<u8> = Vec::new();
+    let mut next = plan.locals;
+    let mut add = |ty: u8, slot: &mut u32| {
+        *slot = next;
+        next += 1;
+        added.push(ty);
+    };
+    if extra.level {
+        add(I64, &mut map.level);
+    }
+    if extra.size {
+        add(I32, &mut map.n32);
+        add(I64, &mut map.n64);
+        add(I64, &mut map.cost);
+    }
+    if extra.f32 {
+        add(F32, &mut map.f32);
+    }
+    if extra.f64 {
+        add(F64, &mut map.f64);
+    }
+    if extra.v128 {
+        add(V128, &mut map.v128);
+    }
+    let original = &wasm[body_start..plan.ops_start];
+    if added.is_empty() {
+        return Ok((map, original.to_vec()));
+    }
+    if next > MAX_LOCALS {
+        return Err(Error::new(ErrorKind::Limit {
+            message: format!(
+                "a function with {} locals leaves no room for the {} helper locals metering needs",
+                plan.locals,
+                added.len()
+            ),
+        }));
+    }
+    let mut reader = BinaryReader::new(original, body_start);
+    let groups = reader
+        .read_var_u32()
+        .map_err(|_| internal("local declarations do not parse"))?;
+    let rest = &original[reader.current_position()..];
+    let mut out = Vec::with_capacity(original.len() + 2 * added.len() + 5);
+    (groups + added.len() as u32).encode(&mut out);
+    out.extend_from_slice(rest);
+    for ty in added {
+        out.extend_from_slice(&[1, ty]);
+    }
+    Ok((map, out))
 }

@@ -1,60 +1,54 @@
-//! The gas charge: the instruction sequence inserted at every metered block's leader.
+//! The gas charge: the instruction sequence that takes an amount from the gas counter,
+//! trapping when the counter cannot pay.
 //!
 //! ```wat
-//! global.get $ri_sandbox_gas_left
-//! i64.const COST
+//! global.get $counter
+//! AMOUNT                  ;; i64.const COST, or local.get $cost for a computed charge
 //! i64.lt_s
 //! if
 //!   i64.const -1
-//!   global.set $ri_sandbox_gas_left
+//!   global.set $counter
 //!   unreachable
 //! end
-//! global.get $ri_sandbox_gas_left
-//! i64.const COST
+//! global.get $counter
+//! AMOUNT
 //! i64.sub
-//! global.set $ri_sandbox_gas_left
+//! global.set $counter
 //! ```
 //!
-//! Comparing before subtracting means the counter can never wrap, whatever budget the host
+//! Comparing before subtracting means the counter can never wrap, whatever value the host
 //! set (a negative budget simply runs out at the first charge). The sequence is stack-neutral
 //! and uses only MVP instructions, so it is valid anywhere an instruction is.
 
-use wasm_encoder::Encode;
+use super::code::{Code, I64_LT_S, I64_SUB};
 
-/// Emits charge sequences for one gas global.
-pub(crate) struct ChargeEmitter {
-    /// The LEB128 encoding of the gas global's index.
-    global: Vec<u8>,
+/// The amount a charge takes.
+#[derive(Clone, Copy)]
+pub(crate) enum Amount {
+    /// A constant; costs above `i64::MAX` are charged as `i64::MAX`, which nothing can pay.
+    Const(u64),
+    /// The value of an `i64` local.
+    Local(u32),
 }
 
-impl ChargeEmitter {
-    pub(crate) fn new(gas_global: u32) -> ChargeEmitter {
-        let mut global = Vec::with_capacity(5);
-        gas_global.encode(&mut global);
-        ChargeEmitter { global }
+impl Amount {
+    fn push(self, code: &mut Code<'_>) {
+        match self {
+            Amount::Const(gas) => {
+                code.i64_const(i64::try_from(gas).unwrap_or(i64::MAX));
+            }
+            Amount::Local(index) => {
+                code.local_get(index);
+            }
+        }
     }
+}
 
-    /// Appends the charge of `gas` units to `out`. Costs above `i64::MAX` are charged as
-    /// `i64::MAX`, which no budget can pay.
-    pub(crate) fn emit(&self, gas: u64, out: &mut Vec<u8>) {
-        let cost = i64::try_from(gas).unwrap_or(i64::MAX);
-        out.push(0x23); // global.get
-        out.extend_from_slice(&self.global);
-        out.push(0x42); // i64.const
-        cost.encode(out);
-        out.push(0x53); // i64.lt_s
-        out.extend_from_slice(&[0x04, 0x40]); // if (empty block type)
-        out.extend_from_slice(&[0x42, 0x7f]); // i64.const -1
-        out.push(0x24); // global.set
-        out.extend_from_slice(&self.global);
-        out.push(0x00); // unreachable
-        out.push(0x0b); // end
-        out.push(0x23); // global.get
-        out.extend_from_slice(&self.global);
-        out.push(0x42); // i64.const
-        cost.encode(out);
-        out.push(0x7d); // i64.sub
-        out.push(0x24); // global.set
-        out.extend_from_slice(&self.global);
-    }
+/// Emits a charge of `amount` to `counter`.
+pub(crate) fn charge(code: &mut Code<'_>, counter: u32, amount: Amount) {
+    code.global_get(counter);
+    amount.push(code);
+    code.op(I64_LT_S).trap_marking(counter).global_get(counter);
+    amount.push(code);
+    code.op(I64_SUB).global_set(counter);
 }

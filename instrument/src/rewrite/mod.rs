@@ -6,10 +6,16 @@
 //! and export sections, to which the ABI's entries are appended.
 
 pub(crate) mod body;
-pub(crate) mod gas;
+mod bulk;
+mod code;
+mod gas;
+mod nan;
+mod stack;
+
+pub(crate) use body::LocalMap;
 
 use crate::abi::{self, AbiInfo};
-use crate::analyze::{self, invalid, Scratch};
+use crate::analyze::{self, invalid, Plan, Scratch};
 use crate::error::{Error, ErrorKind};
 use crate::{Options, Stats};
 use wasm_encoder::Encode;
@@ -52,6 +58,8 @@ struct Survey {
 /// the start function must be known before the sections that precede them are written.
 fn survey(wasm: &[u8]) -> Result<Survey, Error> {
     let mut survey = Survey::default();
+    let mut reserved = None;
+    let mut already_instrumented = false;
     for payload in Parser::new(0).parse_all(wasm) {
         match payload.map_err(invalid)? {
             Payload::Version {
@@ -77,22 +85,23 @@ fn survey(wasm: &[u8]) -> Result<Survey, Error> {
             Payload::ExportSection(reader) => {
                 for export in reader {
                     let export = export.map_err(invalid)?;
-                    if export.name.starts_with(abi::RESERVED_PREFIX) {
-                        return Err(Error::new(ErrorKind::ReservedName {
-                            name: export.name.to_string(),
-                        }));
+                    if export.name.starts_with(abi::RESERVED_PREFIX) && reserved.is_none() {
+                        reserved = Some(export.name.to_string());
                     }
                 }
             }
             Payload::CustomSection(reader) if reader.name() == abi::SECTION_NAME => {
-                return Err(Error::new(ErrorKind::AlreadyInstrumented));
-            }
-            Payload::CodeSectionStart { size, .. } => {
-                // Function bodies are not needed here; skip them unread.
-                let _ = size;
+                already_instrumented = true;
             }
             _ => {}
         }
+    }
+    // An instrumented module also exports reserved names: say what really happened.
+    if already_instrumented {
+        return Err(Error::new(ErrorKind::AlreadyInstrumented));
+    }
+    if let Some(name) = reserved {
+        return Err(Error::new(ErrorKind::ReservedName { name }));
     }
     Ok(survey)
 }
@@ -135,14 +144,37 @@ pub(crate) fn rewrite_module(
             })
         })?;
 
-    // The ABI's additions, encoded once.
-    let mut new_global = Vec::new();
-    new_global.extend_from_slice(&[0x7e, 0x01, 0x42, 0x00, 0x0b]); // mut i64 = i64.const 0
+    let stack_global = options.stack_limit.map(|_| gas_global + 1);
+    if stack_global == Some(u32::MAX) {
+        return Err(Error::new(ErrorKind::Limit {
+            message: "too many globals to add the stack counter".into(),
+        }));
+    }
+
+    // The ABI's additions, encoded once: `(global (mut i64) (i64.const INIT))` entries.
+    let mut new_globals = Vec::new();
+    let mut new_global_count = 0;
+    let mut add_global = |init: i64| {
+        new_globals.extend_from_slice(&[0x7e, 0x01, 0x42]);
+        init.encode(&mut new_globals);
+        new_globals.push(0x0b);
+        new_global_count += 1;
+    };
+    add_global(0);
+    if let Some(limit) = options.stack_limit {
+        add_global(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
     let mut new_exports = Vec::new();
     let mut new_export_count = 1;
     abi::GAS_LEFT_EXPORT.encode(&mut new_exports);
     new_exports.push(0x03); // global
     gas_global.encode(&mut new_exports);
+    if let Some(stack_global) = stack_global {
+        abi::STACK_LEFT_EXPORT.encode(&mut new_exports);
+        new_exports.push(0x03);
+        stack_global.encode(&mut new_exports);
+        new_export_count += 1;
+    }
     if let Some(start) = survey.start {
         abi::START_EXPORT.encode(&mut new_exports);
         new_exports.push(0x00); // function
@@ -156,7 +188,16 @@ pub(crate) fn rewrite_module(
     };
     let mut globals_written = false;
     let mut exports_written = false;
-    let charge = gas::ChargeEmitter::new(gas_global);
+    let context = body::Context {
+        gas_global,
+        stack_global,
+        costs: &options.costs,
+    };
+    let plan = Plan {
+        costs: &options.costs,
+        stack_limit: options.stack_limit.is_some(),
+        canonicalize_nans: options.canonicalize_nans,
+    };
     let mut stats = Stats {
         bytes_in: wasm.len(),
         ..Stats::default()
@@ -174,7 +215,7 @@ pub(crate) fn rewrite_module(
         // that must follow it.
         if let Some(position) = payload.as_section().and_then(|(id, _)| order(id)) {
             if !globals_written && position > 7 {
-                writer.section(GLOBAL, &counted(1, &new_global));
+                writer.section(GLOBAL, &counted(new_global_count, &new_globals));
                 globals_written = true;
             }
             if !exports_written && position > 8 {
@@ -199,24 +240,24 @@ pub(crate) fn rewrite_module(
                     }));
                 };
                 let mut func_validator = func.into_validator(std::mem::take(&mut allocs));
-                let plan = analyze::analyze_function(
+                let function = analyze::analyze_function(
                     body,
                     &mut func_validator,
                     features,
-                    &options.costs,
+                    plan,
                     &mut scratch,
                 )?;
                 allocs = func_validator.into_allocations();
                 stats.functions += 1;
-                stats.blocks_metered += plan.charged_blocks();
+                stats.blocks_metered += function.charged_blocks();
                 body::rewrite_body(
                     wasm,
                     body.range(),
-                    &plan,
-                    &charge,
+                    &function,
+                    &context,
                     &mut body_scratch,
                     &mut code,
-                );
+                )?;
                 code_remaining -= 1;
                 if code_remaining == 0 {
                     writer.section(10, &code);
@@ -232,9 +273,9 @@ pub(crate) fn rewrite_module(
                     GLOBAL => {
                         let (count, old) = entries(wasm, range)?;
                         let mut contents = Vec::with_capacity(old.len() + 16);
-                        (count + 1).encode(&mut contents);
+                        (count + new_global_count).encode(&mut contents);
                         contents.extend_from_slice(old);
-                        contents.extend_from_slice(&new_global);
+                        contents.extend_from_slice(&new_globals);
                         writer.section(GLOBAL, &contents);
                         globals_written = true;
                     }
@@ -257,7 +298,7 @@ pub(crate) fn rewrite_module(
         }
     }
     if !globals_written {
-        writer.section(GLOBAL, &counted(1, &new_global));
+        writer.section(GLOBAL, &counted(new_global_count, &new_globals));
     }
     if !exports_written {
         writer.section(EXPORT, &counted(new_export_count, &new_exports));
@@ -265,7 +306,12 @@ pub(crate) fn rewrite_module(
     let info = AbiInfo {
         version: abi::ABI_VERSION,
         cost_fingerprint: options.costs.fingerprint(),
-        flags: 0,
+        flags: if options.canonicalize_nans {
+            abi::FLAG_CANONICAL_NANS
+        } else {
+            0
+        },
+        stack_limit: options.stack_limit,
     };
     let mut custom = Vec::new();
     abi::SECTION_NAME.encode(&mut custom);
