@@ -23,7 +23,15 @@ pub enum Outcome {
     StackLimit,
     /// A trap of the module's own.
     Trapped,
+    /// The test's wall-clock watchdog (wasmtime) or fuel watchdog (wasmi) stopped the call:
+    /// metering failed to.
+    Watchdog,
 }
+
+/// wasmtime: epoch ticks of 100 ms before the watchdog interrupts a call (5 s).
+const WATCHDOG_TICKS: u64 = 50;
+/// wasmi: fuel before its watchdog stops a call (a few seconds of interpretation).
+const WATCHDOG_FUEL: u64 = 2_000_000_000;
 
 /// A call's outcome and the gas left afterwards.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,8 +54,17 @@ pub fn wasmtime_engine() -> wasmtime::Engine {
         .wasm_exceptions(true)
         .wasm_gc(true)
         .wasm_extended_const(true)
-        .cranelift_nan_canonicalization(true);
-    wasmtime::Engine::new(&config).expect("wasmtime engine")
+        .epoch_interruption(true);
+    let engine = wasmtime::Engine::new(&config).expect("wasmtime engine");
+    let ticker = engine.weak();
+    std::thread::spawn(move || {
+        while let Some(engine) = ticker.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+    engine
 }
 
 pub fn wasmi_engine() -> wasmi::Engine {
@@ -57,7 +74,12 @@ pub fn wasmi_engine() -> wasmi::Engine {
         .wasm_multi_memory(true)
         .wasm_memory64(true)
         .wasm_extended_const(true)
-        .wasm_simd(true);
+        .wasm_simd(true)
+        // Room beyond ri-sandbox's deterministic limit, so that the limit, not wasmi's own,
+        // is what stops deep recursion (as in wasmtime, whose 512 KiB default is never hit).
+        .set_max_recursion_depth(100_000)
+        .set_max_stack_height(64 << 20)
+        .consume_fuel(true);
     wasmi::Engine::new(&config)
 }
 
@@ -80,6 +102,7 @@ impl Wasmtime {
     pub fn new(engine: &wasmtime::Engine, wasm: &[u8]) -> Result<Wasmtime, String> {
         let module = wasmtime::Module::new(engine, wasm).map_err(|e| format!("{e:#}"))?;
         let mut store = wasmtime::Store::new(engine, ());
+        store.set_epoch_deadline(WATCHDOG_TICKS);
         let instance =
             wasmtime::Instance::new(&mut store, &module, &[]).map_err(|e| format!("{e:#}"))?;
         let gas = instance
@@ -129,6 +152,7 @@ impl Instance for Wasmtime {
                 .set(&mut self.store, Val::I64(limit))
                 .map_err(|e| e.to_string())?;
         }
+        self.store.set_epoch_deadline(WATCHDOG_TICKS);
         let result = func.call(&mut self.store, &params, &mut results);
         let gas_left = self.gas.get(&mut self.store).unwrap_i64();
         let stack_left = match self.stack {
@@ -148,6 +172,9 @@ impl Instance for Wasmtime {
                     })
                     .collect::<Result<_, _>>()?,
             ),
+            Err(e) if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) => {
+                Outcome::Watchdog
+            }
             Err(_) if gas_left < 0 => Outcome::OutOfGas,
             Err(_) if stack_left < 0 => Outcome::StackLimit,
             Err(_) => Outcome::Trapped,
@@ -222,6 +249,9 @@ impl Instance for Wasmi {
                 .set(&mut self.store, Val::I64(limit))
                 .map_err(|e| e.to_string())?;
         }
+        self.store
+            .set_fuel(WATCHDOG_FUEL)
+            .map_err(|e| e.to_string())?;
         let result = func.call(&mut self.store, &params, &mut results);
         let Val::I64(gas_left) = self.gas.get(&self.store) else {
             return Err("gas global is not i64".into());
@@ -246,6 +276,7 @@ impl Instance for Wasmi {
                     })
                     .collect::<Result<_, _>>()?,
             ),
+            Err(e) if e.as_trap_code() == Some(wasmi::TrapCode::OutOfFuel) => Outcome::Watchdog,
             Err(_) if gas_left < 0 => Outcome::OutOfGas,
             Err(_) if stack_left < 0 => Outcome::StackLimit,
             Err(_) => Outcome::Trapped,

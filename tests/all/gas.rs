@@ -4,7 +4,10 @@
 //!   cost model;
 //! - `(assert_gas N (invoke "f" ARG*) RESULT*)`: the call returns RESULT* and uses exactly N;
 //! - `(assert_gas_trap N (invoke "f" ARG*))`: the call traps on its own and uses exactly N;
-//! - `(assert_out_of_gas BUDGET (invoke "f" ARG*))`: with BUDGET, the call runs out of gas.
+//! - `(assert_stack_limit N (invoke "f" ARG*))`: the call stops at the deterministic stack
+//!   limit, having used exactly N;
+//! - `(assert_out_of_gas BUDGET (invoke "f" ARG*))`: with BUDGET, the call runs out of gas;
+//! - `(assert_rejected "MESSAGE" (module ...))`: the instrumenter refuses the module.
 //!
 //! Each directive runs on wasmtime and on wasmi; both must give the stated outcome and the
 //! same gas. A mismatch is reported as `file:line`.
@@ -78,7 +81,9 @@ fn both(
             Some(_) => {}
         }
     }
-    Ok(first.expect("at least one engine").1)
+    first
+        .map(|(_, call)| call)
+        .ok_or_else(|| "no module to call".to_string())
 }
 
 fn run_file(path: &Path) -> Vec<String> {
@@ -92,6 +97,7 @@ fn run_file(path: &Path) -> Vec<String> {
     let mut instances: Vec<(&'static str, Box<dyn Instance>)> = Vec::new();
     let mut failures = Vec::new();
     let mut directives = 0;
+    let mut wasmtime_only = 0;
     for form in forms {
         let at = format!("{}:{}", path.display(), form.line);
         let result = (|| -> Result<(), String> {
@@ -100,14 +106,37 @@ fn run_file(path: &Path) -> Vec<String> {
                 Some("module") => {
                     let wasm = wat::parse_str(&form.text).map_err(|e| e.to_string())?;
                     let out = instrument(&wasm, &Options::default()).map_err(|e| e.to_string())?;
-                    instances = vec![
-                        (
-                            "wasmtime",
-                            Box::new(engines::Wasmtime::new(&wasmtime, &out.module)?),
-                        ),
-                        ("wasmi", Box::new(engines::Wasmi::new(&wasmi, &out.module)?)),
-                    ];
+                    instances = vec![(
+                        "wasmtime",
+                        Box::new(engines::Wasmtime::new(&wasmtime, &out.module)?),
+                    )];
+                    match engines::Wasmi::new(&wasmi, &out.module) {
+                        Ok(instance) => instances.push(("wasmi", Box::new(instance))),
+                        // wasmi 2 does not implement exception handling: such fixtures run
+                        // on wasmtime alone.
+                        Err(_) if form.text.contains("try_table") => wasmtime_only += 1,
+                        Err(e) => return Err(format!("wasmi: {e}")),
+                    }
                     Ok(())
+                }
+                Some("assert_rejected") => {
+                    directives += 1;
+                    let Some(Sexpr::Str(expected)) = items.get(1) else {
+                        return Err("assert_rejected needs a message".into());
+                    };
+                    let module = items.get(2).ok_or("assert_rejected needs a module")?;
+                    if module.head() != Some("module") {
+                        return Err("assert_rejected needs a (module ...)".into());
+                    }
+                    // The module's text is the form's text from its `(module` on.
+                    let start = form.text.find("(module").ok_or("no module text")?;
+                    let end = form.text.rfind(')').unwrap_or(form.text.len());
+                    let wasm = wat::parse_str(&form.text[start..end]).map_err(|e| e.to_string())?;
+                    match instrument(&wasm, &Options::default()) {
+                        Ok(_) => Err("instrumented a module that must be refused".into()),
+                        Err(e) if e.to_string().contains(expected.as_str()) => Ok(()),
+                        Err(e) => Err(format!("refused, but not with \"{expected}\": {e}")),
+                    }
                 }
                 Some("assert_gas") => {
                     directives += 1;
@@ -141,6 +170,20 @@ fn run_file(path: &Path) -> Vec<String> {
                     }
                     Ok(())
                 }
+                Some("assert_stack_limit") => {
+                    directives += 1;
+                    let gas = number(items.get(1))?;
+                    let call = invoke(items.get(2).ok_or("missing invoke")?)?;
+                    let got = both(&mut instances, &call, LARGE_BUDGET)?;
+                    let used = LARGE_BUDGET - got.gas_left;
+                    if got.outcome != Outcome::StackLimit || used != gas {
+                        return Err(format!(
+                            "expected the stack limit using {gas} gas, got {:?} using {used}",
+                            got.outcome
+                        ));
+                    }
+                    Ok(())
+                }
                 Some("assert_out_of_gas") => {
                     directives += 1;
                     let budget = number(items.get(1))?;
@@ -163,7 +206,26 @@ fn run_file(path: &Path) -> Vec<String> {
     if directives == 0 {
         failures.push(format!("{}: no directives", path.display()));
     }
+    if wasmtime_only > 0 {
+        eprintln!(
+            "{}: {wasmtime_only} module(s) ran on wasmtime only (exception handling)",
+            path.display()
+        );
+    }
     failures
+}
+
+/// `fixtures/hostile/`: one attack per file, each with its expected outcome as data. A real
+/// escape shows up as a watchdog outcome (or a wrong gas figure) and fails the test quickly.
+#[test]
+fn hostile_fixtures_are_contained_on_wasmtime_and_wasmi() {
+    let files = wast_files("fixtures/hostile");
+    assert!(
+        files.len() >= 10,
+        "expected the hostile corpus, found {files:?}"
+    );
+    let failures: Vec<String> = files.iter().flat_map(|f| run_file(f)).collect();
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
 #[test]
