@@ -1,0 +1,111 @@
+//! Instrumentation stays near-linear on the shapes that made other instrumenters quadratic:
+//! many functions, deep nesting, huge bodies. These tests build such modules and instrument
+//! them; the outputs must validate. How long it takes is measured in `benches/instrument.rs`
+//! (group `scale`), not asserted here; a quadratic pass would make these tests take minutes.
+
+use ri_sandbox_instrument::{instrument, Options};
+use wasm_encoder::{
+    BlockType, CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction,
+    Module, TypeSection, ValType,
+};
+
+/// A module of `functions` bodies, each produced by `body`.
+fn module(functions: u32, body: impl Fn(u32) -> Function) -> Vec<u8> {
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32], [ValType::I32]);
+    let mut funcs = FunctionSection::new();
+    let mut code = CodeSection::new();
+    for i in 0..functions {
+        funcs.function(0);
+        code.function(&body(i));
+    }
+    let mut exports = ExportSection::new();
+    exports.export("f0", ExportKind::Func, 0);
+    let mut module = Module::new();
+    module
+        .section(&types)
+        .section(&funcs)
+        .section(&exports)
+        .section(&code);
+    module.finish()
+}
+
+fn validate(wasm: &[u8]) {
+    wasmparser::Validator::new_with_features(ri_sandbox_instrument::supported_features())
+        .validate_all(wasm)
+        .expect("output validates");
+}
+
+pub fn many_functions(n: u32) -> Vec<u8> {
+    module(n, |i| {
+        let mut f = Function::new([]);
+        f.instruction(&Instruction::LocalGet(0));
+        f.instruction(&Instruction::I32Const(i as i32));
+        f.instruction(&Instruction::I32Add);
+        f.instruction(&Instruction::End);
+        f
+    })
+}
+
+pub fn deep_nesting(depth: u32) -> Vec<u8> {
+    module(1, |_| {
+        let mut f = Function::new([]);
+        for _ in 0..depth {
+            f.instruction(&Instruction::Block(BlockType::Empty));
+            f.instruction(&Instruction::LocalGet(0));
+            f.instruction(&Instruction::BrIf(0));
+        }
+        for _ in 0..depth {
+            f.instruction(&Instruction::End);
+        }
+        f.instruction(&Instruction::LocalGet(0));
+        f.instruction(&Instruction::End);
+        f
+    })
+}
+
+pub fn huge_body(instructions: u32) -> Vec<u8> {
+    module(1, |_| {
+        let mut f = Function::new([]);
+        f.instruction(&Instruction::LocalGet(0));
+        for i in 0..instructions / 2 {
+            f.instruction(&Instruction::I32Const(i as i32));
+            f.instruction(&Instruction::I32Xor);
+        }
+        f.instruction(&Instruction::End);
+        f
+    })
+}
+
+#[test]
+fn fifty_thousand_small_functions() {
+    let wasm = many_functions(50_000);
+    let out = instrument(&wasm, &Options::default()).unwrap();
+    assert_eq!(out.stats.functions, 50_000);
+    validate(&out.module);
+}
+
+#[test]
+fn ten_thousand_nested_blocks() {
+    let wasm = deep_nesting(10_000);
+    let out = instrument(&wasm, &Options::default()).unwrap();
+    // One block before the first br_if, one after each br_if, one after each targeted end.
+    assert!(out.stats.blocks_metered >= 10_000, "{:?}", out.stats);
+    validate(&out.module);
+}
+
+#[test]
+fn a_million_instructions_in_one_function() {
+    let wasm = huge_body(1_000_000);
+    let out = instrument(&wasm, &Options::default()).unwrap();
+    // Straight-line code: a single metered block, however long.
+    assert_eq!(out.stats.blocks_metered, 1);
+    // Output grows by a bounded amount, not in proportion to the body.
+    assert!(
+        out.module.len() < wasm.len() + 200,
+        "{} -> {}",
+        wasm.len(),
+        out.module.len()
+    );
+    validate(&out.module);
+}
