@@ -1,9 +1,60 @@
 //! ri-sandbox runs untrusted WebAssembly deterministically, under hard resource limits.
 //!
-//! This crate is the runtime half. Today it re-exports the ahead-of-time metering pass,
-//! [`instrument`], whose output follows the [instrumented-module ABI](instrument::abi); the
-//! wasmtime-based sandbox that runs such modules builds on it.
+//! A module is instrumented ahead of time by [`instrument`] (gas metering, a deterministic
+//! stack limit, canonical NaNs; see the [instrumented-module ABI](instrument::abi)) and run
+//! on wasmtime by a [`Sandbox`]: memory limits, a wall-clock timeout, host functions, and
+//! time and randomness only through deterministic imports.
+//!
+//! ```
+//! use ri_sandbox::{Config, Runtime, Sandbox, Value};
+//!
+//! let runtime = Runtime::new()?;
+//! let mut sandbox = Sandbox::new(&runtime, Config::default())?;
+//! sandbox.load(br#"(module (func (export "add") (param i32 i32) (result i32)
+//!     local.get 0 local.get 1 i32.add))"#)?;
+//! let run = sandbox.call("add", &[Value::I32(3), Value::I32(7)])?;
+//! assert_eq!(run.values(), &[Value::I32(10)]);
+//! assert_eq!(run.metrics.gas_used, 3);
+//! # Ok::<(), ri_sandbox::Error>(())
+//! ```
 
 #![warn(missing_docs)]
 
+mod config;
+pub mod determinism;
+mod error;
+pub mod execution;
+mod host;
+pub mod limits;
+mod manager;
+mod metrics;
+pub mod runtime;
+mod sandbox;
+mod value;
+
+pub use config::Config;
+pub use error::{Error, ErrorKind, TrapCode};
+pub use execution::{Execution, Output, Payload};
+pub use host::{HostContext, HostError, HostFunction, ValType};
+pub use manager::Manager;
+pub use metrics::{CallMetrics, SandboxMetrics};
 pub use ri_sandbox_instrument as instrument;
+pub use runtime::{CompiledModule, Runtime};
+pub use sandbox::{Sandbox, Status};
+pub use value::Value;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+    fn assert_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_can_cross_threads() {
+        assert_send::<Sandbox>();
+        assert_send::<Manager>();
+        assert_sync::<Runtime>();
+        assert_sync::<CompiledModule>();
+    }
+}

@@ -1,0 +1,418 @@
+//! Calls into a sandbox: direct mode (typed numeric arguments and results) and JSON mode, each
+//! under the gas budget, the stack limit, the memory limit and the wall-clock limit, and the
+//! translation of whatever stopped a call into one [`ErrorKind`].
+//!
+//! # JSON mode
+//! The guest exports `memory`, `__alloc(len: i32) -> i32` and the function to call, with the
+//! signature `(ptr: i32, len: i32) -> i64`. The host encodes the payload as UTF-8 JSON, asks
+//! `__alloc` for `len` bytes, writes the JSON there and calls the function with `(ptr, len)`.
+//! The function returns where its JSON result is, packed as `(ptr << 32) | len`; the host
+//! reads and parses it. `__alloc` and the call share one gas budget.
+
+use crate::error::{Error, ErrorKind, TrapCode};
+use crate::host::{HostFailure, HostOutOfGas};
+use crate::limits::MemoryLimitHit;
+use crate::metrics::CallMetrics;
+use crate::sandbox::{Sandbox, Status};
+use crate::value::{type_name, Value};
+use std::time::{Duration, Instant};
+use wasmtime::{Func, Val};
+
+/// What a call returned.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Direct mode: the export's results.
+    Values(Vec<Value>),
+    /// JSON mode: the parsed result.
+    Json(serde_json::Value),
+}
+
+/// A successful call: its output and what it used.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Execution {
+    /// What the call returned.
+    pub output: Output,
+    /// What it used.
+    pub metrics: CallMetrics,
+}
+
+impl Execution {
+    /// The results of a direct-mode call (empty for a JSON-mode call).
+    pub fn values(&self) -> &[Value] {
+        match &self.output {
+            Output::Values(values) => values,
+            Output::Json(_) => &[],
+        }
+    }
+
+    /// The result of a JSON-mode call.
+    pub fn json(&self) -> Option<&serde_json::Value> {
+        match &self.output {
+            Output::Json(value) => Some(value),
+            Output::Values(_) => None,
+        }
+    }
+}
+
+/// What to pass to [`Manager::execute`](crate::Manager::execute).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Payload {
+    /// Direct mode: numeric arguments.
+    Args(Vec<Value>),
+    /// JSON mode.
+    Json(serde_json::Value),
+}
+
+impl Sandbox {
+    /// Calls an export with numeric arguments under the sandbox's limits.
+    ///
+    /// # Errors
+    /// [`ErrorKind::UnknownExport`], [`ErrorKind::ArgumentMismatch`], a wrong status, or what
+    /// stopped the call: [`ErrorKind::GasExhausted`], [`ErrorKind::StackLimit`],
+    /// [`ErrorKind::MemoryExceeded`], [`ErrorKind::Timeout`], [`ErrorKind::Trap`],
+    /// [`ErrorKind::HostFunction`]. After any of them the sandbox is loaded again and usable.
+    pub fn call(&mut self, export: &str, args: &[Value]) -> Result<Execution, Error> {
+        self.expect_status(Status::Loaded, "call")?;
+        let func = self.export_func(export)?;
+        let ty = func.ty(&self.store);
+        let params: Vec<Val> = args.iter().map(|a| a.to_wasmtime()).collect();
+        let matches = ty.params().len() == params.len()
+            && ty
+                .params()
+                .zip(&params)
+                .all(|(t, v)| v.matches_ty(&self.store, &t).unwrap_or(false));
+        if !matches {
+            return Err(Error::new(ErrorKind::ArgumentMismatch {
+                name: export.to_string(),
+                expected: format!(
+                    "({})",
+                    ty.params()
+                        .map(|t| type_name(&t))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                got: format!(
+                    "({})",
+                    args.iter()
+                        .map(Value::type_name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }));
+        }
+        let mut results: Vec<Val> = ty
+            .results()
+            .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
+            .collect();
+        let metrics = self.run(func, &params, &mut results)?;
+        let values = results
+            .iter()
+            .map(|v| {
+                Value::from_wasmtime(v).ok_or_else(|| {
+                    Error::new(ErrorKind::ArgumentMismatch {
+                        name: export.to_string(),
+                        expected: "numeric results".into(),
+                        got: format!("{v:?}"),
+                    })
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Execution {
+            output: Output::Values(values),
+            metrics,
+        })
+    }
+
+    /// Calls an export in JSON mode (see the [module docs](crate::execution)).
+    ///
+    /// # Errors
+    /// As [`Sandbox::call`], plus [`ErrorKind::MissingAlloc`], [`ErrorKind::OutOfBounds`] and
+    /// [`ErrorKind::InvalidJson`].
+    pub fn call_json(
+        &mut self,
+        export: &str,
+        payload: &serde_json::Value,
+    ) -> Result<Execution, Error> {
+        self.expect_status(Status::Loaded, "call")?;
+        let bytes = serde_json::to_vec(payload).map_err(|e| {
+            Error::new(ErrorKind::InvalidJson {
+                reason: e.to_string(),
+            })
+        })?;
+        let instance = self.instance()?;
+        let alloc = instance
+            .get_typed_func::<i32, i32>(&mut self.store, "__alloc")
+            .map_err(|_| Error::new(ErrorKind::MissingAlloc))?;
+        let func = self.export_func(export)?;
+        let typed = func.typed::<(i32, i32), i64>(&self.store).map_err(|_| {
+            Error::new(ErrorKind::ArgumentMismatch {
+                name: export.to_string(),
+                expected: "(i32, i32) -> i64 in JSON mode".into(),
+                got: format!("{}", func.ty(&self.store)),
+            })
+        })?;
+        let len = i32::try_from(bytes.len()).map_err(|_| {
+            Error::new(ErrorKind::InvalidJson {
+                reason: "the payload is larger than 2 GiB".into(),
+            })
+        })?;
+        let mut ptr = 0i32;
+        let mut packed = 0i64;
+        let metrics = self.run_with(|sandbox| {
+            ptr = alloc.call(&mut sandbox.store, len)?;
+            sandbox.write_guest(ptr as u32 as u64, &bytes)?;
+            packed = typed.call(&mut sandbox.store, (ptr, len))?;
+            Ok(())
+        })?;
+        let result_ptr = (packed as u64) >> 32;
+        let result_len = (packed as u64) & 0xffff_ffff;
+        let raw = self.read_guest(result_ptr, result_len)?;
+        let text = String::from_utf8(raw).map_err(|e| {
+            Error::new(ErrorKind::InvalidJson {
+                reason: format!("not UTF-8: {e}"),
+            })
+        })?;
+        let value = serde_json::from_str(&text).map_err(|e| {
+            Error::new(ErrorKind::InvalidJson {
+                reason: e.to_string(),
+            })
+        })?;
+        Ok(Execution {
+            output: Output::Json(value),
+            metrics,
+        })
+    }
+
+    /// The parameter and result types of a function export, if there is one.
+    pub fn export_signature(&mut self, export: &str) -> Option<(Vec<String>, Vec<String>)> {
+        let func = self.export_func(export).ok()?;
+        let ty = func.ty(&self.store);
+        Some((
+            ty.params().map(|t| type_name(&t)).collect(),
+            ty.results().map(|t| type_name(&t)).collect(),
+        ))
+    }
+
+    fn instance(&self) -> Result<wasmtime::Instance, Error> {
+        self.loaded
+            .as_ref()
+            .map(|l| l.instance)
+            .ok_or_else(|| Error::engine("no module is loaded"))
+    }
+
+    fn export_func(&mut self, export: &str) -> Result<Func, Error> {
+        let instance = self.instance()?;
+        instance.get_func(&mut self.store, export).ok_or_else(|| {
+            Error::new(ErrorKind::UnknownExport {
+                name: export.to_string(),
+            })
+        })
+    }
+
+    fn memory(&mut self) -> Result<wasmtime::Memory, Error> {
+        let instance = self.instance()?;
+        instance
+            .get_memory(&mut self.store, "memory")
+            .ok_or_else(|| {
+                Error::new(ErrorKind::OutOfBounds {
+                    ptr: 0,
+                    len: 0,
+                    memory_size: 0,
+                })
+            })
+    }
+
+    fn write_guest(&mut self, ptr: u64, bytes: &[u8]) -> wasmtime::Result<()> {
+        let memory = self.memory().map_err(wasmtime::Error::new)?;
+        let data = memory.data_mut(&mut self.store);
+        let size = data.len() as u64;
+        match ptr
+            .checked_add(bytes.len() as u64)
+            .filter(|end| *end <= size)
+        {
+            Some(end) => {
+                data[ptr as usize..end as usize].copy_from_slice(bytes);
+                Ok(())
+            }
+            None => Err(wasmtime::Error::new(Error::new(ErrorKind::OutOfBounds {
+                ptr,
+                len: bytes.len() as u64,
+                memory_size: size,
+            }))),
+        }
+    }
+
+    fn read_guest(&mut self, ptr: u64, len: u64) -> Result<Vec<u8>, Error> {
+        let memory = self.memory()?;
+        let data = memory.data(&self.store);
+        let size = data.len() as u64;
+        match ptr.checked_add(len).filter(|end| *end <= size) {
+            Some(end) => Ok(data[ptr as usize..end as usize].to_vec()),
+            None => Err(Error::new(ErrorKind::OutOfBounds {
+                ptr,
+                len,
+                memory_size: size,
+            })),
+        }
+    }
+
+    /// Runs one function under the limits.
+    pub(crate) fn run(
+        &mut self,
+        func: Func,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> Result<CallMetrics, Error> {
+        self.run_with(|sandbox| func.call(&mut sandbox.store, params, results))
+    }
+
+    /// Sets the budget, the stack counter and the deadline, runs `body`, and accounts for it.
+    fn run_with(
+        &mut self,
+        body: impl FnOnce(&mut Sandbox) -> wasmtime::Result<()>,
+    ) -> Result<CallMetrics, Error> {
+        let (gas, stack) = match &self.loaded {
+            Some(loaded) => (loaded.gas, loaded.stack),
+            None => return Err(Error::engine("no module is loaded")),
+        };
+        let budget = self.config.gas_budget();
+        let stack_limit = i64::try_from(self.config.stack_limit).unwrap_or(i64::MAX);
+        gas.set(&mut self.store, Val::I64(budget))
+            .map_err(Error::engine)?;
+        if let Some(stack) = stack {
+            stack
+                .set(&mut self.store, Val::I64(stack_limit))
+                .map_err(Error::engine)?;
+        }
+        let ticks = match self.config.max_execution_ms {
+            0 => u64::MAX,
+            ms => ms.div_ceil(crate::runtime::EPOCH_TICK.as_millis() as u64),
+        };
+        self.store.set_epoch_deadline(ticks);
+        {
+            let state = self.store.data_mut();
+            state.limiter.exceeded = None;
+            state.limiter.peak_bytes = state.limiter.memory_bytes;
+            state.host_calls = 0;
+        }
+        self.status = Status::Running;
+        let started = Instant::now();
+        let result = body(self);
+        let wall_time = started.elapsed();
+        self.status = Status::Loaded;
+
+        let gas_left = gas.get(&mut self.store).i64().unwrap_or(0);
+        let stack_left = match stack {
+            Some(stack) => stack.get(&mut self.store).i64().unwrap_or(0),
+            None => 0,
+        };
+        let state = self.store.data();
+        let used = if gas_left < 0 {
+            self.config.max_gas
+        } else {
+            (budget - gas_left) as u64
+        };
+        let metrics = CallMetrics {
+            gas_used: used,
+            gas_limit: self.config.max_gas,
+            memory_bytes: state.limiter.memory_bytes,
+            peak_memory_bytes: state.limiter.peak_bytes,
+            memory_limit_bytes: self.config.max_memory_bytes,
+            wall_time,
+            time_limit: Duration::from_millis(self.config.max_execution_ms),
+            host_calls: state.host_calls,
+        };
+        self.metrics.record(metrics);
+        match result {
+            Ok(()) => Ok(metrics),
+            Err(e) => Err(self.classify(e, gas_left, stack_left, wall_time)),
+        }
+    }
+
+    /// What stopped a call, in the order that makes the answer right: gas first (an
+    /// out-of-gas trap is an `unreachable`), then the host, memory, time, stack, and finally
+    /// the module's own trap.
+    fn classify(
+        &self,
+        error: wasmtime::Error,
+        gas_left: i64,
+        stack_left: i64,
+        elapsed: Duration,
+    ) -> Error {
+        let config = &self.config;
+        if gas_left < 0 || error.is::<HostOutOfGas>() {
+            return Error::new(ErrorKind::GasExhausted {
+                used: config.max_gas,
+                limit: config.max_gas,
+            });
+        }
+        if let Some(failure) = error.downcast_ref::<HostFailure>() {
+            return Error::new(ErrorKind::HostFunction {
+                name: failure.name.clone(),
+                message: failure.message.clone(),
+            });
+        }
+        if error.is::<MemoryLimitHit>() {
+            return Error::new(ErrorKind::MemoryExceeded {
+                requested: self.store.data().limiter.exceeded.unwrap_or(0),
+                limit: config.max_memory_bytes,
+            });
+        }
+        if let Some(inner) = error.downcast_ref::<Error>() {
+            return Error::new(clone_kind(inner.kind()));
+        }
+        let trap = error.downcast_ref::<wasmtime::Trap>().copied();
+        if trap == Some(wasmtime::Trap::Interrupt) {
+            return Error::new(ErrorKind::Timeout {
+                elapsed_ms: elapsed.as_millis() as u64,
+                limit_ms: config.max_execution_ms,
+            });
+        }
+        if stack_left < 0 {
+            return Error::new(ErrorKind::StackLimit {
+                limit: config.stack_limit,
+            });
+        }
+        let code = match trap {
+            Some(wasmtime::Trap::UnreachableCodeReached) => TrapCode::Unreachable,
+            Some(wasmtime::Trap::MemoryOutOfBounds) => TrapCode::MemoryOutOfBounds,
+            Some(wasmtime::Trap::TableOutOfBounds) => TrapCode::TableOutOfBounds,
+            Some(wasmtime::Trap::IndirectCallToNull) => TrapCode::IndirectCallToNull,
+            Some(wasmtime::Trap::BadSignature) => TrapCode::BadSignature,
+            Some(wasmtime::Trap::IntegerOverflow) => TrapCode::IntegerOverflow,
+            Some(wasmtime::Trap::IntegerDivisionByZero) => TrapCode::IntegerDivisionByZero,
+            Some(wasmtime::Trap::BadConversionToInteger) => TrapCode::BadConversionToInteger,
+            Some(wasmtime::Trap::NullReference) => TrapCode::NullReference,
+            Some(wasmtime::Trap::StackOverflow) => TrapCode::StackOverflow,
+            Some(_) => TrapCode::Other,
+            None if error.to_string().contains("exception") => TrapCode::UncaughtException,
+            None => TrapCode::Other,
+        };
+        Error::new(ErrorKind::Trap {
+            code,
+            message: format!("{error:#}"),
+        })
+    }
+}
+
+/// Errors raised inside a call by the sandbox itself (JSON mode's bounds checks) travel
+/// through wasmtime as a boxed `Error`; this takes their kind back out.
+fn clone_kind(kind: &ErrorKind) -> ErrorKind {
+    match kind {
+        ErrorKind::OutOfBounds {
+            ptr,
+            len,
+            memory_size,
+        } => ErrorKind::OutOfBounds {
+            ptr: *ptr,
+            len: *len,
+            memory_size: *memory_size,
+        },
+        other => ErrorKind::Engine {
+            message: other.to_string(),
+        },
+    }
+}

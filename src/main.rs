@@ -1,0 +1,160 @@
+//! The `ri-sandbox` command: run a module in a sandbox from the shell.
+//!
+//! ```text
+//! ri-sandbox run MODULE --invoke EXPORT [ARGS...] [--gas N] [--memory BYTES]
+//!                [--timeout-ms N] [--seed N] [--timestamp N] [--json VALUE]
+//! ```
+//!
+//! Prints the result, gas used, peak memory and time. Any error prints one line to stderr and
+//! exits with status 1 (2 for a usage error). This file does I/O only.
+
+use ri_sandbox::{Config, Runtime, Sandbox, Value};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: ri-sandbox run MODULE.wasm|MODULE.wat --invoke EXPORT [ARGS...]
+    [--gas N] [--memory BYTES] [--timeout-ms N] [--seed N] [--timestamp N] [--json VALUE]";
+
+struct Run {
+    module: String,
+    export: String,
+    args: Vec<String>,
+    json: Option<String>,
+    config: Config,
+}
+
+enum Failure {
+    Usage(String),
+    Run(String),
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, Failure> {
+    let value = value.ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))?;
+    value
+        .parse()
+        .map_err(|_| Failure::Usage(format!("{flag}: `{value}` is not a number")))
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Run, Failure> {
+    match args.next().as_deref() {
+        Some("run") => {}
+        Some("-h") | Some("--help") | None => return Err(Failure::Usage(USAGE.into())),
+        Some(other) => {
+            return Err(Failure::Usage(format!(
+                "unknown command `{other}`\n{USAGE}"
+            )))
+        }
+    }
+    let mut module = None;
+    let mut export = None;
+    let mut rest = Vec::new();
+    let mut json = None;
+    let mut config = Config::default();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--invoke" => {
+                export = Some(
+                    args.next()
+                        .ok_or_else(|| Failure::Usage("--invoke needs an export name".into()))?,
+                )
+            }
+            "--gas" => config.max_gas = number("--gas", args.next())?,
+            "--memory" => config.max_memory_bytes = number("--memory", args.next())?,
+            "--timeout-ms" => config.max_execution_ms = number("--timeout-ms", args.next())?,
+            "--seed" => config.seed = number("--seed", args.next())?,
+            "--timestamp" => config.event_timestamp = number("--timestamp", args.next())?,
+            "--json" => {
+                json = Some(
+                    args.next()
+                        .ok_or_else(|| Failure::Usage("--json needs a value".into()))?,
+                )
+            }
+            flag if flag.starts_with("--") => {
+                return Err(Failure::Usage(format!("unknown option `{flag}`\n{USAGE}")))
+            }
+            _ if module.is_none() => module = Some(arg),
+            _ => rest.push(arg),
+        }
+    }
+    Ok(Run {
+        module: module.ok_or_else(|| Failure::Usage(format!("no module given\n{USAGE}")))?,
+        export: export.ok_or_else(|| Failure::Usage(format!("no --invoke EXPORT\n{USAGE}")))?,
+        args: rest,
+        json,
+        config,
+    })
+}
+
+fn run(run: Run) -> Result<String, Failure> {
+    let fail = |e: ri_sandbox::Error| Failure::Run(e.to_string());
+    let bytes = std::fs::read(&run.module)
+        .map_err(|e| Failure::Run(format!("cannot read {}: {e}", run.module)))?;
+    let runtime = Runtime::new().map_err(fail)?;
+    let mut sandbox = Sandbox::new(&runtime, run.config).map_err(fail)?;
+    sandbox.load(&bytes).map_err(fail)?;
+    let execution = match &run.json {
+        Some(text) => {
+            let payload: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| Failure::Usage(format!("--json: not JSON: {e}")))?;
+            sandbox.call_json(&run.export, &payload).map_err(fail)?
+        }
+        None => {
+            let (params, _) = sandbox.export_signature(&run.export).ok_or_else(|| {
+                Failure::Run(format!("the module exports no function `{}`", run.export))
+            })?;
+            if params.len() != run.args.len() {
+                return Err(Failure::Usage(format!(
+                    "`{}` takes {} argument(s) ({}), got {}",
+                    run.export,
+                    params.len(),
+                    params.join(", "),
+                    run.args.len()
+                )));
+            }
+            let args = params
+                .iter()
+                .zip(&run.args)
+                .map(|(ty, text)| {
+                    Value::parse(ty, text).ok_or_else(|| {
+                        Failure::Usage(format!("argument `{text}` is not a valid {ty}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            sandbox.call(&run.export, &args).map_err(fail)?
+        }
+    };
+    let result = match execution.json() {
+        Some(value) => value.to_string(),
+        None => execution
+            .values()
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    let m = execution.metrics;
+    Ok(format!(
+        "result: {result}\ngas used: {} of {}\npeak memory: {} bytes (limit {})\ntime: {:.3} ms",
+        m.gas_used,
+        m.gas_limit,
+        m.peak_memory_bytes,
+        m.memory_limit_bytes,
+        m.wall_time.as_secs_f64() * 1e3
+    ))
+}
+
+fn main() -> ExitCode {
+    match parse(std::env::args().skip(1)).and_then(run) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Usage(message)) => {
+            eprintln!("ri-sandbox: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(message)) => {
+            eprintln!("ri-sandbox: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The shared engine: one wasmtime `Engine` for many sandboxes, its epoch ticker (the
+//! wall-clock timeout's clock, one thread per engine), and compilation of modules.
+
+use crate::config::Config;
+use crate::determinism;
+use crate::error::{Error, ErrorKind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the epoch ticker advances the engine's epoch: the timeout's resolution.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// A wasmtime engine configured for deterministic, metered execution, shared by every sandbox
+/// made from it. Cloning is cheap (a reference count).
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: wasmtime::Engine,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+/// The wasmtime settings every ri-sandbox engine uses.
+pub(crate) fn engine_config() -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_tail_call(true)
+        .wasm_multi_memory(true)
+        .wasm_memory64(true)
+        .wasm_function_references(true)
+        .wasm_exceptions(true)
+        .wasm_gc(true)
+        .wasm_extended_const(true)
+        .epoch_interruption(true);
+    determinism::configure(&mut config);
+    config
+}
+
+impl Runtime {
+    /// A runtime with its own engine and epoch ticker thread.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Engine`] when wasmtime cannot create the engine on this machine.
+    pub fn new() -> Result<Runtime, Error> {
+        let engine = wasmtime::Engine::new(&engine_config()).map_err(Error::engine)?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("ri-sandbox-epoch".into())
+            .spawn(move || {
+                // Ends when the last handle to the engine is dropped.
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(Error::engine)?;
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                next_id: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The underlying wasmtime engine.
+    pub fn engine(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+
+    pub(crate) fn next_id(&self) -> String {
+        format!(
+            "sandbox-{}",
+            self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Instruments and compiles a module (binary or text) for sandboxes with this
+    /// configuration's cost model and stack limit. Compile once, load into many sandboxes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidModule`] when the bytes are not a valid module, use a proposal
+    /// ri-sandbox does not meter, or are already instrumented.
+    pub fn compile(&self, module: &[u8], config: &Config) -> Result<CompiledModule, Error> {
+        let binary = to_binary(module)?;
+        let options = config.instrument_options();
+        let instrumented = ri_sandbox_instrument::instrument(&binary, &options)?;
+        let compiled = wasmtime::Module::new(self.engine(), &instrumented.module).map_err(|e| {
+            Error::new(ErrorKind::InvalidModule {
+                reason: format!("wasmtime refused the instrumented module: {e}"),
+                offset: None,
+            })
+        })?;
+        Ok(CompiledModule {
+            module: compiled,
+            fingerprint: options.costs.fingerprint(),
+            stack_limit: config.stack_limit,
+        })
+    }
+}
+
+/// Checks the magic bytes, and turns text into binary.
+fn to_binary(module: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
+    if module.starts_with(b"\0asm") {
+        return Ok(module.into());
+    }
+    if module.is_empty() || std::str::from_utf8(module).is_err() {
+        return Err(Error::new(ErrorKind::InvalidModule {
+            reason: if module.is_empty() {
+                "the module is empty".into()
+            } else {
+                "not a WebAssembly module: the magic bytes \\0asm are missing".into()
+            },
+            offset: Some(0),
+        }));
+    }
+    wat::parse_bytes(module).map_err(|e| {
+        Error::new(ErrorKind::InvalidModule {
+            reason: e.to_string().lines().next().unwrap_or_default().to_string(),
+            offset: None,
+        })
+    })
+}
+
+/// A module instrumented and compiled for one cost model and stack limit, ready to load into
+/// any number of sandboxes of the runtime that compiled it.
+#[derive(Clone)]
+pub struct CompiledModule {
+    pub(crate) module: wasmtime::Module,
+    pub(crate) fingerprint: [u8; 32],
+    pub(crate) stack_limit: u64,
+}
+
+impl std::fmt::Debug for CompiledModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledModule")
+            .field("stack_limit", &self.stack_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompiledModule {
+    /// The compiled module's function exports and their signatures.
+    pub fn exports(&self) -> impl Iterator<Item = (&str, wasmtime::FuncType)> {
+        self.module.exports().filter_map(|e| match e.ty() {
+            wasmtime::ExternType::Func(f) => Some((e.name(), f)),
+            _ => None,
+        })
+    }
+}
