@@ -3,5 +3,6 @@
 mod engines;
 mod fixtures;
 mod gas;
+mod runtime;
 mod sexpr;
 mod spec;

@@ -1,0 +1,550 @@
+//! The runtime through its public API: lifecycle, limits, host functions, determinism, JSON.
+//! The seed roadmap's test lists are the floor.
+
+use ri_sandbox::{
+    Config, ErrorKind, HostError, HostFunction, Manager, Payload, Runtime, Sandbox, Status,
+    TrapCode, ValType, Value,
+};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::new().expect("runtime"))
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name),
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn loaded(name: &str, config: Config) -> Sandbox {
+    let mut sandbox = Sandbox::new(runtime(), config).unwrap();
+    sandbox.load(&fixture(name)).unwrap();
+    sandbox
+}
+
+#[test]
+fn add_returns_the_sum_and_exact_gas() {
+    let mut sandbox = loaded("add.wasm", Config::default());
+    assert_eq!(sandbox.status(), Status::Loaded);
+    let run = sandbox
+        .call("add", &[Value::I32(3), Value::I32(7)])
+        .unwrap();
+    assert_eq!(run.values(), &[Value::I32(10)]);
+    assert_eq!(run.metrics.gas_used, 3);
+    assert_eq!(run.metrics.gas_limit, 1_000_000);
+    let run = sandbox
+        .call("add", &[Value::I32(-5), Value::I32(-7)])
+        .unwrap();
+    assert_eq!(run.values(), &[Value::I32(-12)]);
+    for _ in 0..10 {
+        let again = sandbox
+            .call("add", &[Value::I32(3), Value::I32(7)])
+            .unwrap();
+        assert_eq!(again.values(), &[Value::I32(10)]);
+        assert_eq!(again.metrics.gas_used, 3);
+    }
+    assert_eq!(sandbox.metrics().calls, 12);
+    assert_eq!(sandbox.metrics().gas_used, 36);
+}
+
+#[test]
+fn text_modules_load_too() {
+    let mut sandbox = loaded("add.wat", Config::default());
+    let run = sandbox
+        .call("add", &[Value::I32(1), Value::I32(2)])
+        .unwrap();
+    assert_eq!(run.values(), &[Value::I32(3)]);
+}
+
+#[test]
+fn state_persists_across_calls() {
+    let mut sandbox = loaded("counter.wasm", Config::default());
+    for expected in 1..=5 {
+        let run = sandbox.call("increment", &[]).unwrap();
+        assert_eq!(run.values(), &[Value::I32(expected)]);
+    }
+    assert_eq!(sandbox.call("get", &[]).unwrap().values(), &[Value::I32(5)]);
+}
+
+#[test]
+fn ids_count_up_per_runtime() {
+    let runtime = Runtime::new().unwrap();
+    let a = Sandbox::new(&runtime, Config::default()).unwrap();
+    let b = Sandbox::new(&runtime, Config::default()).unwrap();
+    assert_eq!(a.id(), "sandbox-0");
+    assert_eq!(b.id(), "sandbox-1");
+    assert_eq!(a.status(), Status::Created);
+}
+
+#[test]
+fn wrong_status_is_a_typed_error() {
+    let mut sandbox = Sandbox::new(runtime(), Config::default()).unwrap();
+    let err = sandbox.call("add", &[]).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::WrongStatus {
+                status: Status::Created,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    sandbox.load(&fixture("add.wasm")).unwrap();
+    let err = sandbox.load(&fixture("add.wasm")).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::WrongStatus {
+                status: Status::Loaded,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn destroyed_sandboxes_refuse_everything() {
+    let mut sandbox = loaded("add.wasm", Config::default());
+    sandbox.destroy();
+    sandbox.destroy();
+    assert_eq!(sandbox.status(), Status::Destroyed);
+    let err = sandbox
+        .call("add", &[Value::I32(1), Value::I32(2)])
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::InstanceDestroyed { id } if id == sandbox.id()));
+    let err = sandbox.load(&fixture("add.wasm")).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::InstanceDestroyed { .. }));
+}
+
+#[test]
+fn manager_runs_the_seven_operations_by_id() {
+    let mut manager = Manager::new(runtime().clone());
+    let id = manager.create(Config::default()).unwrap();
+    assert!(id.starts_with("sandbox-"));
+    manager.load(&id, &fixture("add.wasm")).unwrap();
+    let run = manager
+        .execute(
+            &id,
+            "add",
+            Payload::Args(vec![Value::I32(3), Value::I32(7)]),
+        )
+        .unwrap();
+    assert_eq!(run.values(), &[Value::I32(10)]);
+    assert_eq!(manager.metrics(&id).unwrap().calls, 1);
+    manager.destroy(&id).unwrap();
+    manager.destroy(&id).unwrap();
+    for err in [
+        manager
+            .execute(&id, "add", Payload::Args(vec![]))
+            .unwrap_err(),
+        manager.load(&id, &fixture("add.wasm")).unwrap_err(),
+        manager.metrics(&id).unwrap_err(),
+    ] {
+        assert!(
+            matches!(err.kind(), ErrorKind::InstanceDestroyed { .. }),
+            "{err}"
+        );
+    }
+    let err = manager
+        .load("sandbox-999999", &fixture("add.wasm"))
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::UnknownSandbox { .. }));
+    assert_eq!(manager.live().count(), 0);
+}
+
+#[test]
+fn unknown_exports_and_bad_arguments_are_typed_errors() {
+    let mut sandbox = loaded("add.wasm", Config::default());
+    let err = sandbox.call("nope", &[]).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::UnknownExport { name } if name == "nope"));
+    let err = sandbox.call("add", &[Value::I32(1)]).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::ArgumentMismatch { .. }),
+        "{err}"
+    );
+    let err = sandbox
+        .call("add", &[Value::I64(1), Value::I32(1)])
+        .unwrap_err();
+    assert!(err.to_string().contains("(i32, i32)"), "{err}");
+    // Still usable.
+    assert!(sandbox.call("add", &[Value::I32(1), Value::I32(1)]).is_ok());
+}
+
+#[test]
+fn invalid_modules_are_refused_with_the_reason() {
+    for (bytes, needle) in [
+        (&b""[..], "empty"),
+        (&b"\x00asm\x01\x00\x00\x00\x01"[..], "byte offset"),
+        (&b"\xff\xfe\xfd"[..], "magic"),
+        (&b"(module (func (result i32)))"[..], "type mismatch"),
+    ] {
+        let mut sandbox = Sandbox::new(runtime(), Config::default()).unwrap();
+        let err = sandbox.load(bytes).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::InvalidModule { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+        assert_eq!(sandbox.status(), Status::Created);
+    }
+}
+
+#[test]
+fn infinite_loop_runs_out_of_gas_and_with_huge_gas_times_out() {
+    let mut sandbox = loaded("infinite-loop.wasm", Config::default());
+    let err = sandbox.call("spin", &[]).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::GasExhausted {
+                used: 1_000_000,
+                limit: 1_000_000
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.is_deterministic());
+    let mut sandbox = loaded(
+        "infinite-loop.wasm",
+        Config::default()
+            .with_max_gas(u64::MAX)
+            .with_max_execution_ms(20),
+    );
+    let err = sandbox.call("spin", &[]).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Timeout { limit_ms: 20, .. }),
+        "{err}"
+    );
+    assert!(!err.is_deterministic());
+    // Usable after either.
+    assert_eq!(sandbox.status(), Status::Loaded);
+}
+
+#[test]
+fn memory_hog_past_the_limit_is_memory_exceeded() {
+    let config = Config::default().with_max_memory_bytes(4 * 65536);
+    let mut sandbox = loaded("memory-hog.wasm", config);
+    let run = sandbox.call("allocate", &[Value::I32(2 * 65536)]).unwrap();
+    assert_eq!(run.values(), &[Value::I32(1)]);
+    assert_eq!(run.metrics.peak_memory_bytes, 3 * 65536);
+    let err = sandbox
+        .call("allocate", &[Value::I32(2 * 65536)])
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::MemoryExceeded { requested, limit }
+            if *requested == 5 * 65536 && *limit == 4 * 65536),
+        "{err}"
+    );
+    // A smaller request still fits.
+    let run = sandbox.call("allocate", &[Value::I32(65536)]).unwrap();
+    assert_eq!(run.values(), &[Value::I32(3)]);
+}
+
+#[test]
+fn initial_memory_over_the_limit_is_refused_at_load() {
+    let mut sandbox =
+        Sandbox::new(runtime(), Config::default().with_max_memory_bytes(65536)).unwrap();
+    let err = sandbox.load(b"(module (memory 2))").unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::MemoryExceeded { .. }),
+        "{err}"
+    );
+    assert_eq!(sandbox.status(), Status::Created);
+    sandbox.load(b"(module (memory 1))").unwrap();
+}
+
+#[test]
+fn deep_recursion_hits_the_stack_limit() {
+    let mut sandbox = loaded("recursion.wasm", Config::default());
+    let err = sandbox.call("down", &[Value::I32(0)]).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::StackLimit { limit: 262_144 }),
+        "{err}"
+    );
+    // The counter is reset for the next call, which hits the limit at the same point.
+    let first = sandbox.metrics().last_call.unwrap().gas_used;
+    sandbox.call("down", &[Value::I32(0)]).unwrap_err();
+    assert_eq!(sandbox.metrics().last_call.unwrap().gas_used, first);
+}
+
+#[test]
+fn guest_traps_carry_their_code() {
+    let mut sandbox = Sandbox::new(runtime(), Config::default()).unwrap();
+    sandbox
+        .load(b"(module (func (export \"div\") (param i32) (result i32) i32.const 1 local.get 0 i32.div_u))")
+        .unwrap();
+    let err = sandbox.call("div", &[Value::I32(0)]).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Trap {
+                code: TrapCode::IntegerDivisionByZero,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        sandbox.call("div", &[Value::I32(1)]).unwrap().values(),
+        &[Value::I32(1)]
+    );
+}
+
+fn host_add(calls: Arc<AtomicU64>) -> HostFunction {
+    HostFunction::new(
+        "host_add",
+        &[ValType::I32, ValType::I32],
+        &[ValType::I32],
+        move |_, args| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            match args {
+                [Value::I32(a), Value::I32(b)] => Ok(vec![Value::I32(a + b)]),
+                _ => Err(HostError::new("bad arguments")),
+            }
+        },
+    )
+}
+
+#[test]
+fn host_functions_get_the_arguments() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let config = Config::default().with_host_function(host_add(calls.clone()));
+    let mut sandbox = loaded("host-caller.wasm", config);
+    let run = sandbox.call("compute", &[Value::I32(5)]).unwrap();
+    assert_eq!(run.values(), &[Value::I32(30)]);
+    assert_eq!(run.metrics.host_calls, 1);
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn failing_and_panicking_host_functions_are_host_function_errors() {
+    let failing = HostFunction::new(
+        "host_add",
+        &[ValType::I32, ValType::I32],
+        &[ValType::I32],
+        |_, _| Err(HostError::new("database unavailable")),
+    );
+    let mut sandbox = loaded(
+        "host-caller.wasm",
+        Config::default().with_host_function(failing),
+    );
+    let err = sandbox.call("compute", &[Value::I32(1)]).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::HostFunction { name, message }
+            if name == "env.host_add" && message == "database unavailable"),
+        "{err}"
+    );
+
+    let panicking = HostFunction::new(
+        "host_add",
+        &[ValType::I32, ValType::I32],
+        &[ValType::I32],
+        |_, args| {
+            if args[0] == Value::I32(13) {
+                panic!("unlucky number");
+            }
+            Ok(vec![Value::I32(0)])
+        },
+    );
+    let mut sandbox = loaded(
+        "host-caller.wasm",
+        Config::default().with_host_function(panicking),
+    );
+    let err = sandbox.call("compute", &[Value::I32(13)]).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::HostFunction { message, .. } if message.contains("unlucky number")),
+        "{err}"
+    );
+    // The sandbox stays usable.
+    assert_eq!(
+        sandbox.call("compute", &[Value::I32(1)]).unwrap().values(),
+        &[Value::I32(0)]
+    );
+
+    let lying = HostFunction::new(
+        "host_add",
+        &[ValType::I32, ValType::I32],
+        &[ValType::I32],
+        |_, _| Ok(vec![Value::I64(1)]),
+    );
+    let mut sandbox = loaded(
+        "host-caller.wasm",
+        Config::default().with_host_function(lying),
+    );
+    let err = sandbox.call("compute", &[Value::I32(1)]).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::HostFunction { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn host_functions_can_charge_gas_and_use_memory() {
+    let greedy = HostFunction::new(
+        "host_add",
+        &[ValType::I32, ValType::I32],
+        &[ValType::I32],
+        |cx, args| {
+            cx.charge_gas(1000)?;
+            cx.write_memory(0, b"hi")
+                .map_err(|e| HostError::new(e.to_string()))?;
+            let back = cx.read_memory(0, 2)?;
+            assert_eq!(back, b"hi");
+            let Value::I32(a) = args[0] else {
+                return Err("bad".into());
+            };
+            Ok(vec![Value::I32(a)])
+        },
+    );
+    let module = br#"(module
+        (import "env" "host_add" (func $h (param i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "f") (param i32) (result i32) local.get 0 i32.const 0 call $h))"#;
+    let mut sandbox = Sandbox::new(
+        runtime(),
+        Config::default().with_host_function(greedy.clone()),
+    )
+    .unwrap();
+    sandbox.load(module).unwrap();
+    let run = sandbox.call("f", &[Value::I32(7)]).unwrap();
+    assert_eq!(run.values(), &[Value::I32(7)]);
+    // 1 + 1 + 2 for the guest's block, 1000 for the host's work.
+    assert_eq!(run.metrics.gas_used, 1004);
+
+    let mut poor = Sandbox::new(
+        runtime(),
+        Config::default()
+            .with_host_function(greedy)
+            .with_max_gas(500),
+    )
+    .unwrap();
+    poor.load(module).unwrap();
+    let err = poor.call("f", &[Value::I32(7)]).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::GasExhausted { used: 500, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn wasi_and_undeclared_imports_are_refused_listing_both_sides() {
+    let mut sandbox = Sandbox::new(runtime(), Config::default()).unwrap();
+    let err = sandbox.load(&fixture("wasi-hello.wasm")).unwrap_err();
+    let ErrorKind::RejectedImport { rejected, provided } = err.kind() else {
+        panic!("{err}")
+    };
+    assert_eq!(rejected, &["wasi_snapshot_preview1.fd_write"]);
+    assert!(provided.contains(&"env.__get_time".to_string()));
+    assert!(err.to_string().contains("WASI is not available"), "{err}");
+
+    let mut sandbox = Sandbox::new(runtime(), Config::default()).unwrap();
+    let err = sandbox.load(&fixture("host-caller.wasm")).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::RejectedImport { rejected, .. } if rejected == &["env.host_add"])
+    );
+
+    // A declared name with the wrong signature is refused too.
+    let wrong = HostFunction::new("host_add", &[ValType::I64], &[], |_, _| Ok(vec![]));
+    let mut sandbox = Sandbox::new(runtime(), Config::default().with_host_function(wrong)).unwrap();
+    assert!(sandbox.load(&fixture("host-caller.wasm")).is_err());
+}
+
+fn randoms(seed: u64) -> Vec<Value> {
+    let mut sandbox = loaded("time-random.wasm", Config::default().with_seed(seed));
+    (0..100)
+        .map(|_| sandbox.call("random", &[]).unwrap().values()[0])
+        .collect()
+}
+
+#[test]
+fn randomness_is_seeded_and_time_is_fixed() {
+    let a = randoms(42);
+    assert_eq!(a, randoms(42));
+    assert_ne!(a, randoms(43));
+    let distinct: std::collections::HashSet<String> = a.iter().map(|v| v.to_string()).collect();
+    assert_eq!(distinct.len(), 100);
+    let mut sandbox = loaded(
+        "time-random.wasm",
+        Config::default().with_event_timestamp(1_700_000_000_000),
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            sandbox.call("now", &[]).unwrap().values(),
+            &[Value::I64(1_700_000_000_000)]
+        );
+    }
+}
+
+#[test]
+fn json_mode_round_trips_and_checks_everything() {
+    let mut sandbox = loaded("json-echo.wasm", Config::default());
+    let payload = serde_json::json!({"name": "ri", "n": [1, 2, 3], "ünï": "cödé"});
+    let run = sandbox.call_json("echo", &payload).unwrap();
+    assert_eq!(run.json(), Some(&payload));
+    let run = sandbox.call_json("wrap", &payload).unwrap();
+    assert_eq!(run.json(), Some(&serde_json::json!({ "echo": payload })));
+    assert!(run.metrics.gas_used > 0);
+
+    let err = sandbox.call_json("bad_pointer", &payload).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::OutOfBounds { .. }), "{err}");
+    let err = sandbox.call_json("not_json", &payload).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::InvalidJson { .. }), "{err}");
+    let err = sandbox.call_json("missing", &payload).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::UnknownExport { .. }),
+        "{err}"
+    );
+
+    let mut no_alloc = loaded("add.wasm", Config::default());
+    let err = no_alloc.call_json("add", &payload).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::MissingAlloc), "{err}");
+}
+
+#[test]
+fn the_start_function_runs_under_the_budget() {
+    let spin = b"(module (func $s (loop $l (br $l))) (start $s))";
+    let mut sandbox = Sandbox::new(runtime(), Config::default().with_max_gas(1000)).unwrap();
+    let err = sandbox.load(spin).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::GasExhausted { used: 1000, .. }),
+        "{err}"
+    );
+    assert_eq!(sandbox.status(), Status::Created);
+
+    let init = br#"(module (global $g (mut i32) (i32.const 0))
+        (func $s i32.const 42 global.set $g) (start $s)
+        (func (export "get") (result i32) global.get $g))"#;
+    let mut sandbox = Sandbox::new(runtime(), Config::default()).unwrap();
+    sandbox.load(init).unwrap();
+    assert_eq!(
+        sandbox.call("get", &[]).unwrap().values(),
+        &[Value::I32(42)]
+    );
+}
+
+#[test]
+fn compiled_modules_load_into_many_sandboxes() {
+    let config = Config::default();
+    let compiled = runtime()
+        .compile(&fixture("fibonacci.wasm"), &config)
+        .unwrap();
+    for _ in 0..3 {
+        let mut sandbox = Sandbox::new(runtime(), config.clone()).unwrap();
+        sandbox.load_compiled(&compiled).unwrap();
+        let run = sandbox.call("fib", &[Value::I32(20)]).unwrap();
+        assert_eq!(run.values(), &[Value::I32(6765)]);
+        assert_eq!(run.metrics.gas_used, 218_905);
+    }
+    let mut other = Sandbox::new(runtime(), Config::default().with_stack_limit(1000)).unwrap();
+    let err = other.load_compiled(&compiled).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Config { .. }), "{err}");
+}
