@@ -105,7 +105,7 @@
 //! |--------|---------|
 //! | 0..4   | ABI version, `u32` little-endian: 1 |
 //! | 4..36  | cost-model fingerprint ([`CostModel::fingerprint`](crate::CostModel::fingerprint)) |
-//! | 36..40 | option flags, `u32` little-endian: bit 0 = NaN canonicalization |
+//! | 36..40 | option flags, `u32` little-endian: bit 0 = NaN canonicalization, bit 1 = state exports |
 //! | 40..48 | stack limit, `u64` little-endian; 0 when there is none |
 //!
 //! The section states how a module was instrumented; it proves nothing, since anyone can
@@ -116,7 +116,18 @@
 //! The same input bytes and the same configuration give byte-identical output. Custom
 //! sections, the name section included, are kept where they were.
 //!
-//! # 9. Features
+//! # 9. State exports
+//! When instrumented with state exports (the default, flag [`FLAG_STATE_EXPORTS`]), the output
+//! also exports, after the exports above and in this order: every memory the module defines as
+//! `ri_sandbox_memory_{i}`, every table it defines as `ri_sandbox_table_{i}`, every mutable
+//! global it defines as `ri_sandbox_global_{i}`, and every function a `funcref` value can name
+//! (those in element segments, global initialisers and exports: the module's declared
+//! references) as `ri_sandbox_func_{i}`, where `{i}` is the index in the module's own index
+//! space, in decimal. With these a host can read and write the module's whole state, which is
+//! what snapshots need; funcref table elements are saved as the `{i}` of the function they
+//! hold.
+//!
+//! # 10. Features
 //! The output uses no WebAssembly feature the input does not use, except that it exports a
 //! mutable global: the metering code is MVP instructions (`global.get/set`, `local.*`,
 //! `i64` arithmetic and comparisons, `if`, `select`, `unreachable`); NaN canonicalization of
@@ -144,6 +155,18 @@ pub const STACK_LEFT_EXPORT: &str = "ri_sandbox_stack_left";
 
 /// Custom-section flag: float results are NaN-canonicalized.
 pub const FLAG_CANONICAL_NANS: u32 = 1;
+
+/// Custom-section flag: the module's state is exported (section 9).
+pub const FLAG_STATE_EXPORTS: u32 = 2;
+
+/// Prefix of the exports of defined memories: `ri_sandbox_memory_{index}`.
+pub const MEMORY_EXPORT_PREFIX: &str = "ri_sandbox_memory_";
+/// Prefix of the exports of defined tables: `ri_sandbox_table_{index}`.
+pub const TABLE_EXPORT_PREFIX: &str = "ri_sandbox_table_";
+/// Prefix of the exports of defined mutable globals: `ri_sandbox_global_{index}`.
+pub const GLOBAL_EXPORT_PREFIX: &str = "ri_sandbox_global_";
+/// Prefix of the exports of functions a `funcref` can name: `ri_sandbox_func_{index}`.
+pub const FUNC_EXPORT_PREFIX: &str = "ri_sandbox_func_";
 
 /// Every export the ABI adds starts with this; inputs may not use it.
 pub const RESERVED_PREFIX: &str = "ri_sandbox_";

@@ -59,6 +59,10 @@ pub struct Options {
     /// Without it, the bits of a NaN produced by arithmetic (its sign and payload) may differ
     /// between x86 and ARM, and between engines.
     pub canonicalize_nans: bool,
+    /// Export every memory, table and mutable global the module defines, and every function a
+    /// `funcref` can name, under `ri_sandbox_*` names (see the [ABI](abi), section 9), so a
+    /// host can save and restore the whole state. Default: `true`.
+    pub export_state: bool,
 }
 
 /// The default stack limit: 256 Ki stack units. A frame weighs 64 units plus 8 per parameter,
@@ -74,6 +78,7 @@ impl Default for Options {
             features: supported_features(),
             stack_limit: Some(DEFAULT_STACK_LIMIT),
             canonicalize_nans: true,
+            export_state: true,
         }
     }
 }

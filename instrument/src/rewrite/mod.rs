@@ -52,6 +52,15 @@ struct Survey {
     imported_globals: u32,
     defined_globals: u32,
     start: Option<u32>,
+    imported_memories: u32,
+    defined_memories: u32,
+    imported_tables: u32,
+    defined_tables: u32,
+    /// Indices of the module's own mutable globals.
+    mutable_globals: Vec<u32>,
+    /// Functions a `funcref` value can name: those in element segments, global initialisers
+    /// and exports (the module's declared references).
+    referenced_functions: std::collections::BTreeSet<u32>,
 }
 
 /// A first, cheap pass over section headers: the global count (the gas global's index) and
@@ -74,19 +83,54 @@ fn survey(wasm: &[u8]) -> Result<Survey, Error> {
                 for imports in reader {
                     for import in imports.map_err(invalid)? {
                         let (_, import) = import.map_err(invalid)?;
-                        if matches!(import.ty, wasmparser::TypeRef::Global(_)) {
-                            survey.imported_globals += 1;
+                        match import.ty {
+                            wasmparser::TypeRef::Global(_) => survey.imported_globals += 1,
+                            wasmparser::TypeRef::Memory(_) => survey.imported_memories += 1,
+                            wasmparser::TypeRef::Table(_) => survey.imported_tables += 1,
+                            _ => {}
                         }
                     }
                 }
             }
-            Payload::GlobalSection(reader) => survey.defined_globals = reader.count(),
+            Payload::GlobalSection(reader) => {
+                survey.defined_globals = reader.count();
+                for (i, global) in reader.into_iter().enumerate() {
+                    let global = global.map_err(invalid)?;
+                    if global.ty.mutable {
+                        survey
+                            .mutable_globals
+                            .push(survey.imported_globals + i as u32);
+                    }
+                    refs_in(&global.init_expr, &mut survey.referenced_functions)?;
+                }
+            }
+            Payload::MemorySection(reader) => survey.defined_memories = reader.count(),
+            Payload::TableSection(reader) => survey.defined_tables = reader.count(),
+            Payload::ElementSection(reader) => {
+                for element in reader {
+                    match element.map_err(invalid)?.items {
+                        wasmparser::ElementItems::Functions(funcs) => {
+                            for func in funcs {
+                                survey.referenced_functions.insert(func.map_err(invalid)?);
+                            }
+                        }
+                        wasmparser::ElementItems::Expressions(_, exprs) => {
+                            for expr in exprs {
+                                refs_in(&expr.map_err(invalid)?, &mut survey.referenced_functions)?;
+                            }
+                        }
+                    }
+                }
+            }
             Payload::StartSection { func, .. } => survey.start = Some(func),
             Payload::ExportSection(reader) => {
                 for export in reader {
                     let export = export.map_err(invalid)?;
                     if export.name.starts_with(abi::RESERVED_PREFIX) && reserved.is_none() {
                         reserved = Some(export.name.to_string());
+                    }
+                    if export.kind == wasmparser::ExternalKind::Func {
+                        survey.referenced_functions.insert(export.index);
                     }
                 }
             }
@@ -104,6 +148,20 @@ fn survey(wasm: &[u8]) -> Result<Survey, Error> {
         return Err(Error::new(ErrorKind::ReservedName { name }));
     }
     Ok(survey)
+}
+
+/// Adds the functions a constant expression names with `ref.func`.
+fn refs_in(
+    expr: &wasmparser::ConstExpr<'_>,
+    refs: &mut std::collections::BTreeSet<u32>,
+) -> Result<(), Error> {
+    let mut ops = expr.get_operators_reader();
+    while !ops.eof() {
+        if let wasmparser::Operator::RefFunc { function_index } = ops.read().map_err(invalid)? {
+            refs.insert(function_index);
+        }
+    }
+    Ok(())
 }
 
 /// Writes sections into the output.
@@ -180,6 +238,28 @@ pub(crate) fn rewrite_module(
         new_exports.push(0x00); // function
         start.encode(&mut new_exports);
         new_export_count += 1;
+    }
+    if options.export_state {
+        let mut export = |prefix: &str, kind: u8, index: u32| {
+            format!("{prefix}{index}").as_str().encode(&mut new_exports);
+            new_exports.push(kind);
+            index.encode(&mut new_exports);
+            new_export_count += 1;
+        };
+        let memories = survey.imported_memories..survey.imported_memories + survey.defined_memories;
+        for index in memories {
+            export(abi::MEMORY_EXPORT_PREFIX, 0x02, index);
+        }
+        let tables = survey.imported_tables..survey.imported_tables + survey.defined_tables;
+        for index in tables {
+            export(abi::TABLE_EXPORT_PREFIX, 0x01, index);
+        }
+        for &index in &survey.mutable_globals {
+            export(abi::GLOBAL_EXPORT_PREFIX, 0x03, index);
+        }
+        for &index in &survey.referenced_functions {
+            export(abi::FUNC_EXPORT_PREFIX, 0x00, index);
+        }
     }
 
     let mut validator = Validator::new_with_features(features);
@@ -308,6 +388,10 @@ pub(crate) fn rewrite_module(
         cost_fingerprint: options.costs.fingerprint(),
         flags: if options.canonicalize_nans {
             abi::FLAG_CANONICAL_NANS
+        } else {
+            0
+        } | if options.export_state {
+            abi::FLAG_STATE_EXPORTS
         } else {
             0
         },
