@@ -173,11 +173,8 @@ pub enum ErrorKind {
         reason: String,
     },
     /// Snapshot capture, decoding or restore failed.
-    #[error("snapshot error: {reason}")]
-    Snapshot {
-        /// What failed.
-        reason: String,
-    },
+    #[error("snapshot error: {0}")]
+    Snapshot(crate::snapshot::SnapshotError),
     /// The configuration is not usable.
     #[error("invalid configuration: {reason}")]
     Config {

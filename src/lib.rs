@@ -30,6 +30,8 @@ mod manager;
 mod metrics;
 pub mod runtime;
 mod sandbox;
+pub mod snapshot;
+mod validate;
 mod value;
 
 pub use config::Config;
@@ -41,6 +43,8 @@ pub use metrics::{CallMetrics, SandboxMetrics};
 pub use ri_sandbox_instrument as instrument;
 pub use runtime::{CompiledModule, Runtime};
 pub use sandbox::{Sandbox, Status};
+pub use snapshot::{Snapshot, SnapshotError};
+pub use validate::{validate_determinism, DeterminismReport};
 pub use value::Value;
 
 #[cfg(test)]

@@ -3,16 +3,18 @@
 //! ```text
 //! ri-sandbox run MODULE --invoke EXPORT [ARGS...] [--gas N] [--memory BYTES]
 //!                [--timeout-ms N] [--seed N] [--timestamp N] [--json VALUE]
+//!                [--restore SNAPSHOT] [--snapshot-out SNAPSHOT]
 //! ```
 //!
 //! Prints the result, gas used, peak memory and time. Any error prints one line to stderr and
 //! exits with status 1 (2 for a usage error). This file does I/O only.
 
-use ri_sandbox::{Config, Runtime, Sandbox, Value};
+use ri_sandbox::{Config, Runtime, Sandbox, Snapshot, Value};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: ri-sandbox run MODULE.wasm|MODULE.wat --invoke EXPORT [ARGS...]
-    [--gas N] [--memory BYTES] [--timeout-ms N] [--seed N] [--timestamp N] [--json VALUE]";
+    [--gas N] [--memory BYTES] [--timeout-ms N] [--seed N] [--timestamp N] [--json VALUE]
+    [--restore SNAPSHOT] [--snapshot-out SNAPSHOT]";
 
 struct Run {
     module: String,
@@ -20,6 +22,8 @@ struct Run {
     args: Vec<String>,
     json: Option<String>,
     config: Config,
+    restore: Option<String>,
+    snapshot_out: Option<String>,
 }
 
 enum Failure {
@@ -49,6 +53,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Run, Failure> {
     let mut rest = Vec::new();
     let mut json = None;
     let mut config = Config::default();
+    let mut restore = None;
+    let mut snapshot_out = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--invoke" => {
@@ -68,6 +74,18 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Run, Failure> {
                         .ok_or_else(|| Failure::Usage("--json needs a value".into()))?,
                 )
             }
+            "--restore" => {
+                restore = Some(
+                    args.next()
+                        .ok_or_else(|| Failure::Usage("--restore needs a file".into()))?,
+                )
+            }
+            "--snapshot-out" => {
+                snapshot_out = Some(
+                    args.next()
+                        .ok_or_else(|| Failure::Usage("--snapshot-out needs a file".into()))?,
+                )
+            }
             flag if flag.starts_with("--") => {
                 return Err(Failure::Usage(format!("unknown option `{flag}`\n{USAGE}")))
             }
@@ -81,6 +99,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Run, Failure> {
         args: rest,
         json,
         config,
+        restore,
+        snapshot_out,
     })
 }
 
@@ -91,6 +111,12 @@ fn run(run: Run) -> Result<String, Failure> {
     let runtime = Runtime::new().map_err(fail)?;
     let mut sandbox = Sandbox::new(&runtime, run.config).map_err(fail)?;
     sandbox.load(&bytes).map_err(fail)?;
+    if let Some(path) = &run.restore {
+        let saved =
+            std::fs::read(path).map_err(|e| Failure::Run(format!("cannot read {path}: {e}")))?;
+        let snapshot = Snapshot::from_bytes(&saved).map_err(fail)?;
+        sandbox.restore(&snapshot).map_err(fail)?;
+    }
     let execution = match &run.json {
         Some(text) => {
             let payload: serde_json::Value = serde_json::from_str(text)
@@ -131,9 +157,21 @@ fn run(run: Run) -> Result<String, Failure> {
             .collect::<Vec<_>>()
             .join(" "),
     };
+    let mut saved = String::new();
+    if let Some(path) = &run.snapshot_out {
+        let bytes = sandbox.snapshot().map_err(fail)?.to_bytes();
+        let temp = format!("{path}.tmp");
+        std::fs::write(&temp, &bytes)
+            .and_then(|()| std::fs::rename(&temp, path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&temp);
+                Failure::Run(format!("cannot write {path}: {e}"))
+            })?;
+        saved = format!("\nsnapshot: {} bytes to {path}", bytes.len());
+    }
     let m = execution.metrics;
     Ok(format!(
-        "result: {result}\ngas used: {} of {}\npeak memory: {} bytes (limit {})\ntime: {:.3} ms",
+        "result: {result}\ngas used: {} of {}\npeak memory: {} bytes (limit {})\ntime: {:.3} ms{saved}",
         m.gas_used,
         m.gas_limit,
         m.peak_memory_bytes,

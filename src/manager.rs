@@ -1,6 +1,5 @@
 //! Many sandboxes by id, sharing one runtime: the seed's seven operations (create, load,
-//! execute, destroy, snapshot, restore, metrics) as methods. Snapshot and restore arrive
-//! with the snapshot issue.
+//! execute, destroy, snapshot, restore, metrics) as methods.
 
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
@@ -8,6 +7,7 @@ use crate::execution::{Execution, Payload};
 use crate::metrics::SandboxMetrics;
 use crate::runtime::Runtime;
 use crate::sandbox::Sandbox;
+use crate::snapshot::Snapshot;
 use std::collections::HashMap;
 
 /// Holds sandboxes by id. A destroyed sandbox's id stays known, so operations on it fail with
@@ -91,6 +91,22 @@ impl Manager {
     pub fn destroy(&mut self, id: &str) -> Result<(), Error> {
         self.get_mut(id)?.destroy();
         Ok(())
+    }
+
+    /// Captures a sandbox's state.
+    ///
+    /// # Errors
+    /// As [`Sandbox::snapshot`].
+    pub fn snapshot(&mut self, id: &str) -> Result<Snapshot, Error> {
+        self.get_mut(id)?.snapshot()
+    }
+
+    /// Puts a sandbox back into a captured state.
+    ///
+    /// # Errors
+    /// As [`Sandbox::restore`].
+    pub fn restore(&mut self, id: &str, snapshot: &Snapshot) -> Result<(), Error> {
+        self.get_mut(id)?.restore(snapshot)
     }
 
     /// A sandbox's metrics.

@@ -100,10 +100,12 @@ impl Runtime {
                 offset: None,
             })
         })?;
+        use sha2::Digest;
         Ok(CompiledModule {
             module: compiled,
-            fingerprint: options.costs.fingerprint(),
+            costs: options.costs.fingerprint(),
             stack_limit: config.stack_limit,
+            module_hash: sha2::Sha256::digest(&instrumented.module).into(),
         })
     }
 }
@@ -136,8 +138,11 @@ fn to_binary(module: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
 #[derive(Clone)]
 pub struct CompiledModule {
     pub(crate) module: wasmtime::Module,
-    pub(crate) fingerprint: [u8; 32],
+    /// Fingerprint of the cost model it was metered with.
+    pub(crate) costs: [u8; 32],
     pub(crate) stack_limit: u64,
+    /// SHA-256 of the instrumented module: what snapshots name as their module.
+    pub(crate) module_hash: [u8; 32],
 }
 
 impl std::fmt::Debug for CompiledModule {
@@ -149,6 +154,11 @@ impl std::fmt::Debug for CompiledModule {
 }
 
 impl CompiledModule {
+    /// SHA-256 of the instrumented module; snapshots carry it to name their module.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.module_hash
+    }
+
     /// The compiled module's function exports and their signatures.
     pub fn exports(&self) -> impl Iterator<Item = (&str, wasmtime::FuncType)> {
         self.module.exports().filter_map(|e| match e.ty() {

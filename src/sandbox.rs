@@ -58,6 +58,7 @@ pub(crate) struct Loaded {
     pub instance: Instance,
     pub gas: Global,
     pub stack: Option<Global>,
+    pub module: CompiledModule,
 }
 
 /// An isolated instance of one module, run under the limits of its [`Config`].
@@ -196,7 +197,7 @@ impl Sandbox {
     /// different cost model or stack limit.
     pub fn load_compiled(&mut self, module: &CompiledModule) -> Result<(), Error> {
         self.expect_status(Status::Created, "load a module into")?;
-        if module.fingerprint != self.config.costs.fingerprint()
+        if module.costs != self.config.costs.fingerprint()
             || module.stack_limit != self.config.stack_limit
         {
             return Err(Error::new(ErrorKind::Config {
@@ -208,40 +209,10 @@ impl Sandbox {
                 reason: "the module was compiled by another runtime".into(),
             }));
         }
-        let engine = self.runtime.engine().clone();
-        determinism::check_imports(&module.module, &self.config.host_functions, &engine)?;
-        let mut linker = wasmtime::Linker::new(&engine);
-        determinism::define_imports(&mut linker).map_err(Error::engine)?;
-        for function in &self.config.host_functions {
-            function.define(&mut linker).map_err(Error::engine)?;
-        }
-        let instance = match linker.instantiate(&mut self.store, &module.module) {
-            Ok(instance) => instance,
-            Err(e) if e.is::<MemoryLimitHit>() => {
-                let requested = self.store.data().limiter.exceeded.unwrap_or(0);
-                self.store = crate::sandbox::new_store(&self.runtime, &self.config);
-                return Err(Error::new(ErrorKind::MemoryExceeded {
-                    requested,
-                    limit: self.config.max_memory_bytes,
-                }));
-            }
-            Err(e) => {
-                self.store = crate::sandbox::new_store(&self.runtime, &self.config);
-                return Err(Error::new(ErrorKind::InvalidModule {
-                    reason: format!("instantiation failed: {e}"),
-                    offset: None,
-                }));
-            }
-        };
-        let gas = instance
-            .get_global(&mut self.store, abi::GAS_LEFT_EXPORT)
-            .ok_or_else(|| Error::engine("the instrumented module has no gas counter"))?;
-        let stack = instance.get_global(&mut self.store, abi::STACK_LEFT_EXPORT);
-        self.loaded = Some(Loaded {
-            instance,
-            gas,
-            stack,
-        });
+        let (store, loaded) = self.instantiate(module)?;
+        let instance = loaded.instance;
+        self.store = store;
+        self.loaded = Some(loaded);
         self.status = Status::Loaded;
         if let Some(start) = instance.get_func(&mut self.store, abi::START_EXPORT) {
             if let Err(e) = self.run(start, &[], &mut []) {
@@ -252,6 +223,50 @@ impl Sandbox {
             }
         }
         Ok(())
+    }
+
+    /// A fresh store with a fresh instance of `module`, its start function not run: what
+    /// loading and restoring both start from. The sandbox is not touched.
+    pub(crate) fn instantiate(
+        &self,
+        module: &CompiledModule,
+    ) -> Result<(Store<StoreState>, Loaded), Error> {
+        let engine = self.runtime.engine().clone();
+        determinism::check_imports(&module.module, &self.config.host_functions, &engine)?;
+        let mut linker = wasmtime::Linker::new(&engine);
+        determinism::define_imports(&mut linker).map_err(Error::engine)?;
+        for function in &self.config.host_functions {
+            function.define(&mut linker).map_err(Error::engine)?;
+        }
+        let mut store = new_store(&self.runtime, &self.config);
+        let instance = match linker.instantiate(&mut store, &module.module) {
+            Ok(instance) => instance,
+            Err(e) if e.is::<MemoryLimitHit>() => {
+                return Err(Error::new(ErrorKind::MemoryExceeded {
+                    requested: store.data().limiter.exceeded.unwrap_or(0),
+                    limit: self.config.max_memory_bytes,
+                }));
+            }
+            Err(e) => {
+                return Err(Error::new(ErrorKind::InvalidModule {
+                    reason: format!("instantiation failed: {e}"),
+                    offset: None,
+                }));
+            }
+        };
+        let gas = instance
+            .get_global(&mut store, abi::GAS_LEFT_EXPORT)
+            .ok_or_else(|| Error::engine("the instrumented module has no gas counter"))?;
+        let stack = instance.get_global(&mut store, abi::STACK_LEFT_EXPORT);
+        Ok((
+            store,
+            Loaded {
+                instance,
+                gas,
+                stack,
+                module: module.clone(),
+            },
+        ))
     }
 
     /// Frees the instance and its memory. Every later operation fails with

@@ -5,4 +5,5 @@ mod fixtures;
 mod gas;
 mod runtime;
 mod sexpr;
+mod snapshot;
 mod spec;
