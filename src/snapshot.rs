@@ -6,9 +6,12 @@
 //! instrumenter's state exports (ABI section 9) make all of it reachable. The wire format is
 //! in [`format`].
 //!
-//! Restore builds a fresh instance of the sandbox's module (WebAssembly memories cannot
-//! shrink), writes the state into it, and only then replaces the sandbox's instance: when it
-//! fails, the sandbox is as it was.
+//! Restore first resolves the snapshot against the sandbox's instance (every export found,
+//! every value converted, every size checked) without changing anything. When nothing would
+//! have to shrink, it then writes the state in place, skipping pages that are already right.
+//! Otherwise (WebAssembly memories and tables cannot shrink) it builds a fresh instance of the
+//! module, writes the state there, and only then swaps it in. Either way, when restore fails
+//! the sandbox is as it was.
 
 pub mod format;
 
@@ -128,6 +131,13 @@ impl Snapshot {
     }
 }
 
+/// Whether a page (or its last, shorter part) is all zero; compares against a zero page, which
+/// the standard library does with a vectorised memcmp.
+fn is_zero(page: &[u8]) -> bool {
+    static ZERO: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
+    page == &ZERO[..page.len()]
+}
+
 /// The index in an export named `{prefix}{index}`.
 fn indexed(name: &str, prefix: &str) -> Option<u32> {
     name.strip_prefix(prefix)?.parse().ok()
@@ -213,7 +223,7 @@ impl Sandbox {
                     let pages = data
                         .chunks(PAGE_SIZE)
                         .enumerate()
-                        .filter(|(_, page)| page.iter().any(|b| *b != 0))
+                        .filter(|(_, page)| !is_zero(page))
                         .map(|(number, page)| Page {
                             number: number as u32,
                             bytes: page.to_vec(),
@@ -303,11 +313,25 @@ impl Sandbox {
                 limit: self.config.max_memory_bytes,
             }));
         }
-        let (mut store, loaded) = self.instantiate(&module)?;
-        apply(&mut store, &loaded, &snapshot.body)?;
+        let table_limit = self.config.max_table_elements;
+        // In place when nothing has to shrink: no new instance, and no page of memory that is
+        // already right gets written. Resolving changes nothing, so a refusal leaves the
+        // sandbox as it was.
+        let loaded = self
+            .loaded
+            .as_ref()
+            .ok_or_else(|| Error::engine("no module is loaded"))?;
+        match resolve(&mut self.store, loaded, &snapshot.body, table_limit) {
+            Ok(resolved) => write(&mut self.store, loaded, resolved, &snapshot.body)?,
+            Err(_) => {
+                let (mut store, loaded) = self.instantiate(&module)?;
+                let resolved = resolve(&mut store, &loaded, &snapshot.body, table_limit)?;
+                write(&mut store, &loaded, resolved, &snapshot.body)?;
+                self.store = store;
+                self.loaded = Some(loaded);
+            }
+        }
         let counters = snapshot.body.counters;
-        self.store = store;
-        self.loaded = Some(loaded);
         self.metrics = SandboxMetrics {
             calls: counters.calls,
             gas_used: counters.gas_used,
@@ -322,13 +346,25 @@ impl Sandbox {
     }
 }
 
-/// Writes a snapshot's state into a fresh instance.
-fn apply(store: &mut Store<StoreState>, loaded: &Loaded, body: &Body) -> Result<(), Error> {
+/// A snapshot resolved against one instance: every export found, every value converted, every
+/// size checked. Writing it cannot fail for a reason the snapshot or module controls.
+struct Resolved<'a> {
+    memories: Vec<(wasmtime::Memory, &'a MemoryImage)>,
+    globals: Vec<(wasmtime::Global, Val)>,
+    tables: Vec<(wasmtime::Table, Vec<Option<wasmtime::Func>>)>,
+}
+
+/// Checks a snapshot against an instance without changing anything.
+fn resolve<'a>(
+    store: &mut Store<StoreState>,
+    loaded: &Loaded,
+    body: &'a Body,
+    table_limit: u64,
+) -> Result<Resolved<'a>, Error> {
     let mismatch = |what: String| snapshot_error(SnapshotError::ShapeMismatch { what });
-    let instance = loaded.instance;
     let mut functions = HashMap::new();
     let mut exports = Vec::new();
-    for export in instance.exports(&mut *store) {
+    for export in loaded.instance.exports(&mut *store) {
         let name = export.name().to_string();
         let item = export.into_extern();
         if let (Some(index), Extern::Func(func)) = (indexed(&name, abi::FUNC_EXPORT_PREFIX), &item)
@@ -343,37 +379,6 @@ fn apply(store: &mut Store<StoreState>, loaded: &Loaded, body: &Body) -> Result<
             .find(|(name, _)| indexed(name, prefix) == Some(index))
             .map(|(_, item)| item.clone())
     };
-    for image in &body.memories {
-        let Some(Extern::Memory(memory)) = find(abi::MEMORY_EXPORT_PREFIX, image.index) else {
-            return Err(mismatch(format!(
-                "the module has no memory {}",
-                image.index
-            )));
-        };
-        let current = memory.data_size(&*store) as u64;
-        if image.size < current {
-            return Err(mismatch(format!(
-                "memory {} is {} bytes in the snapshot but starts at {current}",
-                image.index, image.size
-            )));
-        }
-        if image.size > current {
-            let pages = (image.size - current) / PAGE_SIZE as u64;
-            memory.grow(&mut *store, pages).map_err(|e| {
-                mismatch(format!(
-                    "memory {} cannot grow to {} bytes: {e}",
-                    image.index, image.size
-                ))
-            })?;
-        }
-        let data = memory.data_mut(&mut *store);
-        // Data segments wrote the fresh instance's memory; zero it, then lay the pages in.
-        data.fill(0);
-        for page in &image.pages {
-            let start = page.number as usize * PAGE_SIZE;
-            data[start..start + PAGE_SIZE].copy_from_slice(&page.bytes);
-        }
-    }
     let funcref = |index: Option<u32>| -> Result<Option<wasmtime::Func>, Error> {
         match index {
             None => Ok(None),
@@ -384,6 +389,37 @@ fn apply(store: &mut Store<StoreState>, loaded: &Loaded, body: &Body) -> Result<
                 .ok_or_else(|| mismatch(format!("the module cannot name function {i}"))),
         }
     };
+    let mut resolved = Resolved {
+        memories: Vec::new(),
+        globals: Vec::new(),
+        tables: Vec::new(),
+    };
+    for image in &body.memories {
+        let Some(Extern::Memory(memory)) = find(abi::MEMORY_EXPORT_PREFIX, image.index) else {
+            return Err(mismatch(format!(
+                "the module has no memory {}",
+                image.index
+            )));
+        };
+        let current = memory.data_size(&*store) as u64;
+        if image.size < current {
+            return Err(mismatch(format!(
+                "memory {} is {} bytes in the snapshot but {current} now",
+                image.index, image.size
+            )));
+        }
+        if memory
+            .ty(&*store)
+            .maximum()
+            .is_some_and(|max| image.size / PAGE_SIZE as u64 > max)
+        {
+            return Err(mismatch(format!(
+                "memory {} is over its maximum",
+                image.index
+            )));
+        }
+        resolved.memories.push((memory, image));
+    }
     for image in &body.globals {
         let Some(Extern::Global(global)) = find(abi::GLOBAL_EXPORT_PREFIX, image.index) else {
             return Err(mismatch(format!(
@@ -409,31 +445,93 @@ fn apply(store: &mut Store<StoreState>, loaded: &Loaded, body: &Body) -> Result<
                 }
             },
         };
-        global
-            .set(&mut *store, value)
-            .map_err(|e| mismatch(format!("global {}: {e}", image.index)))?;
+        if !value.matches_ty(&*store, ty.content()).unwrap_or(false) {
+            return Err(mismatch(format!("global {} has another type", image.index)));
+        }
+        resolved.globals.push((global, value));
     }
+    let mut elements_total = 0u64;
     for image in &body.tables {
         let Some(Extern::Table(table)) = find(abi::TABLE_EXPORT_PREFIX, image.index) else {
             return Err(mismatch(format!("the module has no table {}", image.index)));
         };
         let wanted = image.elements.len() as u64;
-        let current = table.size(&*store);
-        if wanted < current {
+        if wanted < table.size(&*store) {
             return Err(mismatch(format!(
-                "table {} is smaller than at instantiation",
+                "table {} would have to shrink",
                 image.index
             )));
         }
+        if !matches!(
+            table.ty(&*store).element().heap_type(),
+            wasmtime::HeapType::Func
+        ) && image.elements.iter().any(Option::is_some)
+        {
+            return Err(mismatch(format!(
+                "table {} does not hold funcrefs",
+                image.index
+            )));
+        }
+        elements_total = elements_total.saturating_add(wanted);
+        let funcs = image
+            .elements
+            .iter()
+            .map(|e| funcref(*e))
+            .collect::<Result<Vec<_>, _>>()?;
+        resolved.tables.push((table, funcs));
+    }
+    if elements_total > table_limit {
+        return Err(mismatch(format!(
+            "{elements_total} table elements, over the limit of {table_limit}"
+        )));
+    }
+    Ok(resolved)
+}
+
+/// Writes resolved state. Growth stays within the limits `resolve` and `restore` checked.
+fn write(
+    store: &mut Store<StoreState>,
+    loaded: &Loaded,
+    resolved: Resolved<'_>,
+    body: &Body,
+) -> Result<(), Error> {
+    for (memory, image) in resolved.memories {
+        let current = memory.data_size(&*store) as u64;
+        if image.size > current {
+            memory
+                .grow(&mut *store, (image.size - current) / PAGE_SIZE as u64)
+                .map_err(Error::engine)?;
+        }
+        let data = memory.data_mut(&mut *store);
+        // Lay the saved pages in; zero only the other pages that are not zero already
+        // (comparing costs far less than writing, which faults pages in).
+        let mut saved = image.pages.iter().peekable();
+        for (number, chunk) in data.chunks_mut(PAGE_SIZE).enumerate() {
+            match saved.peek() {
+                Some(page) if page.number as usize == number => {
+                    chunk.copy_from_slice(&page.bytes);
+                    saved.next();
+                }
+                _ if !is_zero(chunk) => chunk.fill(0),
+                _ => {}
+            }
+        }
+    }
+    for (global, value) in resolved.globals {
+        global.set(&mut *store, value).map_err(Error::engine)?;
+    }
+    for (table, funcs) in resolved.tables {
+        let current = table.size(&*store);
+        let wanted = funcs.len() as u64;
         if wanted > current {
             table
                 .grow(&mut *store, wanted - current, Ref::Func(None))
-                .map_err(|e| mismatch(format!("table {}: {e}", image.index)))?;
+                .map_err(Error::engine)?;
         }
-        for (slot, element) in image.elements.iter().enumerate() {
+        for (slot, func) in funcs.into_iter().enumerate() {
             table
-                .set(&mut *store, slot as u64, Ref::Func(funcref(*element)?))
-                .map_err(|e| mismatch(format!("table {} slot {slot}: {e}", image.index)))?;
+                .set(&mut *store, slot as u64, Ref::Func(func))
+                .map_err(Error::engine)?;
         }
     }
     loaded

@@ -1,0 +1,92 @@
+//! Instrumentation throughput: ri-sandbox's metering pass against wasm-instrument's gas
+//! metering and a plain wasmparser -> wasm-encoder round trip (the cost of merely decoding and
+//! re-encoding every section), on three modules of growing size so linear scaling is visible.
+//!
+//! The modules are real clang output (`fixtures/bench/build.sh`): MVP WebAssembly, because
+//! wasm-instrument only parses MVP modules.
+//!
+//! Criterion ids: `instrument/<module>/{ri_sandbox, wasm_instrument, reencode}`, with
+//! throughput in input bytes.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ri_sandbox::instrument::{instrument, Options};
+use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
+use wasm_instrument::gas_metering::{self, mutable_global, ConstantCostRules};
+use wasm_instrument::parity_wasm;
+
+/// ~10 KB: hashing, checksums, LZ77 and a bytecode VM.
+const SMALL: &[u8] = include_bytes!("../fixtures/bench/prog_small.wasm");
+/// ~270 KB: the same plus generated serialisation code for 30 record types.
+const MEDIUM: &[u8] = include_bytes!("../fixtures/bench/prog_medium.wasm");
+/// ~1.6 MB: the same with 200 record types.
+const LARGE: &[u8] = include_bytes!("../fixtures/bench/prog_large.wasm");
+
+const MODULES: [(&str, &[u8]); 3] = [("small", SMALL), ("medium", MEDIUM), ("large", LARGE)];
+
+fn ri_sandbox(wasm: &[u8], options: &Options) -> Vec<u8> {
+    instrument(wasm, options)
+        .expect("ri-sandbox instruments the module")
+        .module
+}
+
+/// What a wasm-instrument user pays: parse into parity-wasm's tree, inject, serialise.
+fn wasm_instrument(wasm: &[u8]) -> Vec<u8> {
+    let module: parity_wasm::elements::Module =
+        parity_wasm::deserialize_buffer(wasm).expect("parity-wasm parses the module");
+    let module = gas_metering::inject(
+        module,
+        mutable_global::Injector::new("gas_left"),
+        &ConstantCostRules::default(),
+    )
+    .unwrap_or_else(|_| panic!("wasm-instrument instruments the module"));
+    parity_wasm::serialize(module).expect("parity-wasm serialises the module")
+}
+
+/// Decode every section and operator with wasmparser and encode it again with wasm-encoder.
+fn reencode(wasm: &[u8]) -> Vec<u8> {
+    let mut module = wasm_encoder::Module::new();
+    RoundtripReencoder
+        .parse_core_module(&mut module, wasmparser::Parser::new(0), wasm)
+        .expect("the module round-trips");
+    module.finish()
+}
+
+fn bench_instrument(c: &mut Criterion) {
+    let options = Options::default();
+    for (name, wasm) in MODULES {
+        // Check once, outside the timings, that every strategy accepts the module, and show
+        // the output sizes for context.
+        eprintln!(
+            "instrument/{name}: input {} bytes; output ri_sandbox {} / wasm_instrument {} / \
+             reencode {} bytes",
+            wasm.len(),
+            ri_sandbox(wasm, &options).len(),
+            wasm_instrument(wasm).len(),
+            reencode(wasm).len(),
+        );
+
+        let mut group = c.benchmark_group(format!("instrument/{name}"));
+        group.throughput(Throughput::Bytes(wasm.len() as u64));
+        group.bench_function("ri_sandbox", |b| {
+            b.iter(|| ri_sandbox(black_box(wasm), &options))
+        });
+        group.bench_function("wasm_instrument", |b| {
+            b.iter(|| wasm_instrument(black_box(wasm)))
+        });
+        group.bench_function("reencode", |b| b.iter(|| reencode(black_box(wasm))));
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = bench_instrument
+}
+criterion_main!(benches);
