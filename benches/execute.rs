@@ -4,8 +4,10 @@
 //! - `wasmtime_fuel`: wasmtime's own fuel metering (`Config::consume_fuel`);
 //! - `wasm_instrument`: wasm-instrument's mutable-global gas metering (a call to an injected
 //!   gas function per metered block), constant cost 1 per instruction;
-//! - `ri_sandbox`: ri-sandbox's instrumentation (an inline check-and-subtract per metered
-//!   block), default cost model.
+//! - `ri_sandbox_gas`: ri-sandbox's gas metering alone (an inline check-and-subtract per
+//!   metered block, size charges for bulk operations), default cost model;
+//! - `ri_sandbox_gas_stack`: plus the deterministic stack limit;
+//! - `ri_sandbox`: the default, plus NaN canonicalization too.
 //!
 //! Instantiation is outside the timed loop; every timed call first refills the budget (fuel
 //! or gas global), as a host would. Criterion ids: `execute/<kernel>/<strategy>`.
@@ -173,8 +175,15 @@ fn wasm_instrument(wasm: &[u8]) -> Vec<u8> {
     parity_wasm::serialize(module).expect("parity-wasm serialises the kernel")
 }
 
-fn ri_sandbox(wasm: &[u8]) -> Vec<u8> {
-    ri_sandbox::instrument::instrument(wasm, &ri_sandbox::instrument::Options::default())
+/// ri-sandbox's instrumentation; `stack` and `nan` switch the stack limit and NaN
+/// canonicalization (both on by default), so their costs can be read apart.
+fn ri_sandbox(wasm: &[u8], stack: bool, nan: bool) -> Vec<u8> {
+    let mut options = ri_sandbox::instrument::Options::default();
+    if !stack {
+        options.stack_limit = None;
+    }
+    options.canonicalize_nans = nan;
+    ri_sandbox::instrument::instrument(wasm, &options)
         .expect("ri-sandbox instruments the kernel")
         .module
 }
@@ -203,10 +212,20 @@ fn bench_execute(c: &mut Criterion) {
                 ),
             ));
         }
-        strategies.push((
-            "ri_sandbox",
-            Prepared::new(&plain_engine, &ri_sandbox(&wasm), Meter::Global(gas_export)),
-        ));
+        for (name, stack, nan) in [
+            ("ri_sandbox_gas", false, false),
+            ("ri_sandbox_gas_stack", true, false),
+            ("ri_sandbox", true, true),
+        ] {
+            strategies.push((
+                name,
+                Prepared::new(
+                    &plain_engine,
+                    &ri_sandbox(&wasm, stack, nan),
+                    Meter::Global(gas_export),
+                ),
+            ));
+        }
 
         // Every strategy must compute the same result; show what each metered one counted.
         let mut expected = None;

@@ -548,3 +548,23 @@ fn compiled_modules_load_into_many_sandboxes() {
     let err = other.load_compiled(&compiled).unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Config { .. }), "{err}");
 }
+
+#[test]
+fn nan_results_are_canonical_through_the_sandbox() {
+    let mut sandbox = Sandbox::new(runtime(), Config::default()).unwrap();
+    sandbox
+        .load(
+            br#"(module
+            (func (export "div") (result f32) f32.const 0 f32.const 0 f32.div)
+            (func (export "sqrt") (result f64) f64.const -1 f64.sqrt))"#,
+        )
+        .unwrap();
+    let Value::F32(x) = sandbox.call("div", &[]).unwrap().values()[0] else {
+        panic!()
+    };
+    assert_eq!(x.to_bits(), 0x7fc0_0000);
+    let Value::F64(y) = sandbox.call("sqrt", &[]).unwrap().values()[0] else {
+        panic!()
+    };
+    assert_eq!(y.to_bits(), 0x7ff8_0000_0000_0000);
+}
