@@ -2,6 +2,7 @@
 
 mod engines;
 mod fixtures;
+mod fuzz;
 mod gas;
 mod runtime;
 mod sexpr;

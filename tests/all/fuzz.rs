@@ -1,0 +1,218 @@
+//! Fuzz bodies over arbitrary input, each a plain function. `cargo fuzz` targets in
+//! `instrument/fuzz/` call them for long runs (nightly); the tests below run each a few hundred
+//! seeded iterations on stable, so `cargo test` and CI exercise them too. A crash input found
+//! by a long run becomes a fixture under `fixtures/regressions/`.
+
+use crate::engines::{self, Instance, Outcome, Value};
+use ri_sandbox::instrument::{instrument, ErrorKind, Options};
+use wasmparser::Validator;
+
+/// The instrumenter never panics on arbitrary bytes; whatever it accepts comes out valid, and
+/// instrumenting its output again is refused.
+pub fn instrument_arbitrary_bytes(data: &[u8]) {
+    let Ok(out) = instrument(data, &Options::default()) else {
+        return;
+    };
+    Validator::new_with_features(ri_sandbox::instrument::supported_features())
+        .validate_all(&out.module)
+        .expect("instrumented output validates");
+    let again = instrument(&out.module, &Options::default()).expect_err("instrumented twice");
+    assert!(
+        matches!(again.kind(), ErrorKind::AlreadyInstrumented),
+        "{again}"
+    );
+}
+
+/// A wasm-smith module inside what ri-sandbox meters, made to terminate.
+pub fn smith_module(data: &[u8], simd: bool) -> Option<Vec<u8>> {
+    let config = wasm_smith::Config {
+        gc_enabled: false,
+        threads_enabled: false,
+        shared_everything_threads_enabled: false,
+        relaxed_simd_enabled: false,
+        exceptions_enabled: false,
+        custom_page_sizes_enabled: false,
+        wide_arithmetic_enabled: false,
+        custom_descriptors_enabled: false,
+        simd_enabled: simd,
+        reference_types_enabled: simd,
+        max_imports: 0,
+        memory_max_size_required: true,
+        max_memory32_bytes: 4 << 16,
+        max_memory64_bytes: 4 << 16,
+        table_max_size_required: true,
+        max_table_elements: 100,
+        canonicalize_nans: true,
+        export_everything: true,
+        min_funcs: 1,
+        ..wasm_smith::Config::default()
+    };
+    let mut u = arbitrary::Unstructured::new(data);
+    let mut module = wasm_smith::Module::new(config, &mut u).ok()?;
+    module.ensure_termination(200).ok()?;
+    Some(module.to_bytes())
+}
+
+/// Every wasm-smith module instruments, and its output validates.
+pub fn instrument_smith_module(data: &[u8]) {
+    let Some(wasm) = smith_module(data, true) else {
+        return;
+    };
+    let out = instrument(&wasm, &Options::default())
+        .unwrap_or_else(|e| panic!("a metered-feature module was refused: {e}"));
+    Validator::new_with_features(ri_sandbox::instrument::supported_features())
+        .validate_all(&out.module)
+        .expect("instrumented output validates");
+}
+
+/// Arguments of zero for a signature of plain numbers.
+fn zeros(ty: &wasmtime::FuncType) -> Option<Vec<Value>> {
+    ty.params()
+        .map(|t| match t {
+            wasmtime::ValType::I32 => Some(Value::I32(0)),
+            wasmtime::ValType::I64 => Some(Value::I64(0)),
+            wasmtime::ValType::F32 => Some(Value::F32(0)),
+            wasmtime::ValType::F64 => Some(Value::F64(0)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A metered run with enough gas gives what the unmetered run gives: the same results, or a
+/// trap where it traps. (Hitting the deterministic stack limit, where the unmetered engine
+/// would recurse deeper, is the one allowed difference.)
+pub fn metered_matches_unmetered(data: &[u8]) -> usize {
+    let Some(wasm) = smith_module(data, false) else {
+        return 0;
+    };
+    let Ok(out) = instrument(&wasm, &Options::default()) else {
+        panic!("a metered-feature module was refused");
+    };
+    let engine = engines::wasmtime_engine();
+    let plain = {
+        let module = wasmtime::Module::new(&engine, &wasm).expect("compiles");
+        let mut store = wasmtime::Store::new(&engine, ());
+        store.set_epoch_deadline(50);
+        match wasmtime::Instance::new(&mut store, &module, &[]) {
+            Ok(instance) => (store, instance),
+            Err(_) => return 0, // e.g. an out-of-bounds data segment: nothing to compare
+        }
+    };
+    let (mut store, instance) = plain;
+    let Ok(mut metered) = engines::Wasmtime::new(&engine, &out.module) else {
+        panic!("the metered module does not instantiate where the original does");
+    };
+    let exports: Vec<(String, wasmtime::Func)> = instance
+        .exports(&mut store)
+        .filter_map(|e| {
+            let name = e.name().to_string();
+            e.into_func().map(|f| (name, f))
+        })
+        .collect();
+    let mut compared = 0;
+    for (name, func) in exports {
+        let ty = func.ty(&store);
+        let Some(args) = zeros(&ty) else { continue };
+        let params: Vec<wasmtime::Val> = args
+            .iter()
+            .map(|a| match *a {
+                Value::I32(v) => wasmtime::Val::I32(v),
+                Value::I64(v) => wasmtime::Val::I64(v),
+                Value::F32(v) => wasmtime::Val::F32(v),
+                Value::F64(v) => wasmtime::Val::F64(v),
+            })
+            .collect();
+        let mut results: Vec<wasmtime::Val> = ty
+            .results()
+            .map(|t| wasmtime::Val::default_for_ty(&t).unwrap_or(wasmtime::Val::I32(0)))
+            .collect();
+        store.set_epoch_deadline(50);
+        let plain = func.call(&mut store, &params, &mut results);
+        let got = metered.call(&name, &args, 1 << 40).expect("call runs");
+        match (&plain, &got.outcome) {
+            (_, Outcome::StackLimit) | (_, Outcome::Watchdog) => continue,
+            (Ok(()), Outcome::Returned(values)) => {
+                let expected: Vec<Value> = results
+                    .iter()
+                    .filter_map(|v| match v {
+                        wasmtime::Val::I32(x) => Some(Value::I32(*x)),
+                        wasmtime::Val::I64(x) => Some(Value::I64(*x)),
+                        wasmtime::Val::F32(x) => Some(Value::F32(*x)),
+                        wasmtime::Val::F64(x) => Some(Value::F64(*x)),
+                        _ => None,
+                    })
+                    .collect();
+                assert_eq!(&expected, values, "`{name}`: results differ once metered");
+            }
+            (Err(_), Outcome::Trapped) => {}
+            (plain, metered) => panic!("`{name}`: unmetered {plain:?}, metered {metered:?}"),
+        }
+        compared += 1;
+    }
+    compared
+}
+
+/// Decoding a snapshot never panics on any input, and whatever decodes re-encodes to the same
+/// bytes (the format has one encoding of each state).
+pub fn snapshot_from_bytes(data: &[u8]) {
+    if let Ok(snapshot) = ri_sandbox::Snapshot::from_bytes(data) {
+        assert_eq!(snapshot.to_bytes(), data);
+    }
+}
+
+/// A deterministic byte stream for seeded runs.
+pub fn seeded_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn fuzz_instrument_arbitrary_bytes_seeded() {
+    for seed in 0..300 {
+        let bytes = seeded_bytes(seed, (seed as usize * 7) % 300);
+        instrument_arbitrary_bytes(&bytes);
+        // Also a valid header followed by noise, which reaches the section parsers.
+        let mut framed = b"\0asm\x01\0\0\0".to_vec();
+        framed.extend_from_slice(&bytes);
+        instrument_arbitrary_bytes(&framed);
+    }
+    // And mutations of real modules, which reach the function bodies.
+    let module = wat::parse_str(include_str!("../../fixtures/json-echo.wat")).unwrap();
+    for seed in 0..300 {
+        let mut bytes = module.clone();
+        let noise = seeded_bytes(seed, 4);
+        let at = (u32::from_le_bytes(noise[..4].try_into().unwrap()) as usize) % bytes.len();
+        bytes[at] = noise[0] ^ noise[1];
+        instrument_arbitrary_bytes(&bytes);
+    }
+}
+
+#[test]
+fn fuzz_instrument_smith_module_seeded() {
+    for seed in 0..200 {
+        instrument_smith_module(&seeded_bytes(seed, 2048));
+    }
+}
+
+#[test]
+fn fuzz_metered_matches_unmetered_seeded() {
+    let mut made = 0;
+    let compared: usize = (0..200)
+        .map(|seed| {
+            let data = seeded_bytes(seed, 4096);
+            if smith_module(&data, false).is_some() {
+                made += 1;
+            }
+            metered_matches_unmetered(&data)
+        })
+        .sum();
+    eprintln!("modules {made}, calls compared {compared}");
+    assert!(compared > 100, "only {compared} calls compared");
+}
