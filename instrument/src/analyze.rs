@@ -244,7 +244,8 @@ pub(crate) fn analyze_function(
         })?;
         check_proposal(kind, offset)?;
         // The width of a bulk operation's length operand, read before the operator pops it.
-        let top_is_i64 = matches!(validator.get_operand_type(0), Some(Some(ValType::I64)));
+        let top_is_i64 =
+            is_sized(&op) && matches!(validator.get_operand_type(0), Some(Some(ValType::I64)));
         validator.op(offset, &op).map_err(invalid)?;
         if plan.stack_limit {
             analysis.max_operands = analysis
@@ -376,7 +377,7 @@ impl Analysis<'_> {
                 .current
                 .gas
                 .saturating_add(u64::from(self.plan.costs.op_price(kind)));
-            if kind.info().proposal == "simd" {
+            if kind.info().simd {
                 self.uses_v128 = true;
             }
             self.side_effects(op, offset, next, wide);
@@ -603,19 +604,26 @@ fn nan_producer(op: &Operator<'_>) -> Option<FloatKind> {
     })
 }
 
+/// Whether an operator takes a length operand that a size charge reads.
+fn is_sized(op: &Operator<'_>) -> bool {
+    matches!(
+        op,
+        Operator::MemoryCopy { .. }
+            | Operator::MemoryFill { .. }
+            | Operator::TableCopy { .. }
+            | Operator::TableFill { .. }
+            | Operator::TableGrow { .. }
+            | Operator::MemoryGrow { .. }
+    )
+}
+
 /// Rejects operators of proposals ri-sandbox does not meter or cannot make deterministic.
 fn check_proposal(kind: OpKind, offset: usize) -> Result<(), Error> {
     let info = kind.info();
+    if info.metered {
+        return Ok(());
+    }
     let why = match info.proposal {
-        "mvp"
-        | "sign_extension"
-        | "saturating_float_to_int"
-        | "bulk_memory"
-        | "reference_types"
-        | "tail_call"
-        | "simd"
-        | "exceptions"
-        | "function_references" => return Ok(()),
         "relaxed_simd" => "relaxed SIMD results differ between CPUs",
         "threads" | "shared_everything_threads" => "threads and atomics are not deterministic",
         "gc" => "GC allocations are not metered",

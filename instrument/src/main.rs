@@ -109,10 +109,11 @@ fn run() -> Result<String, String> {
     let s = out.stats;
     let growth = 100.0 * (s.bytes_out as f64 - s.bytes_in as f64) / s.bytes_in.max(1) as f64;
     Ok(format!(
-        "instrumented {} -> {}: {} functions, {} blocks metered, {} -> {} bytes ({growth:+.1}%), {:.2} ms",
+        "instrumented {} -> {}: {} function{}, {} blocks metered, {} -> {} bytes ({growth:+.1}%), {:.2} ms",
         args.input.display(),
         args.output.display(),
         s.functions,
+        if s.functions == 1 { "" } else { "s" },
         s.blocks_metered,
         s.bytes_in,
         s.bytes_out,

@@ -13,6 +13,51 @@ pub(crate) struct OpInfo {
     visit: &'static str,
     /// The proposal wasmparser files the operator under (`mvp`, `simd`, `gc`, ...).
     pub(crate) proposal: &'static str,
+    /// Whether ri-sandbox meters the operator's proposal (see [`metered_proposal`]).
+    pub(crate) metered: bool,
+    /// Whether the operator belongs to the SIMD proposal (its values are 16 bytes).
+    pub(crate) simd: bool,
+}
+
+/// The proposals ri-sandbox meters.
+const METERED: &[&str] = &[
+    "mvp",
+    "sign_extension",
+    "saturating_float_to_int",
+    "bulk_memory",
+    "reference_types",
+    "tail_call",
+    "simd",
+    "exceptions",
+    "function_references",
+];
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Whether operators of this proposal are metered; decided at compile time so the hot loop
+/// reads a flag instead of comparing strings.
+pub(crate) const fn metered_proposal(proposal: &str) -> bool {
+    let mut i = 0;
+    while i < METERED.len() {
+        if same(METERED[i], proposal) {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 impl OpInfo {
@@ -34,7 +79,12 @@ macro_rules! define_catalogue {
 
         /// Facts about every operator, indexed by `OpKind as usize`.
         pub(crate) const OPERATORS: &[OpInfo] = &[
-            $(OpInfo { visit: stringify!($visit), proposal: stringify!($proposal) },)*
+            $(OpInfo {
+                visit: stringify!($visit),
+                proposal: stringify!($proposal),
+                metered: metered_proposal(stringify!($proposal)),
+                simd: same(stringify!($proposal), "simd"),
+            },)*
         ];
 
         impl OpKind {

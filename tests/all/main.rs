@@ -6,5 +6,6 @@ mod fuzz;
 mod gas;
 mod runtime;
 mod sexpr;
+mod smith;
 mod snapshot;
 mod spec;
