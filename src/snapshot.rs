@@ -4,7 +4,7 @@
 //! counters included), every table's funcref elements as function indices, the ChaCha20
 //! stream's position, the event timestamp and the deterministic metrics counters. The
 //! instrumenter's state exports (ABI section 9) make all of it reachable. The wire format is
-//! in [`format`].
+//! in [`format`](mod@format).
 //!
 //! Restore first resolves the snapshot against the sandbox's instance (every export found,
 //! every value converted, every size checked) without changing anything. When nothing would
@@ -98,7 +98,7 @@ fn snapshot_error(error: SnapshotError) -> Error {
 }
 
 impl Snapshot {
-    /// The snapshot in its wire format (see [`format`]).
+    /// The snapshot in its wire format (see [`format`](mod@format)).
     pub fn to_bytes(&self) -> Vec<u8> {
         format::encode(&self.module, &self.body).expect("encoding a snapshot in memory cannot fail")
     }

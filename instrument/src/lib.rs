@@ -6,9 +6,9 @@
 //! any engine runs it metered and reports the same gas.
 //!
 //! The pipeline, in order:
-//! 1. [`rewrite`] surveys section headers (the gas global's index and the start function);
+//! 1. `rewrite` surveys section headers (the gas global's index and the start function);
 //! 2. it validates the module section by section while copying it;
-//! 3. for each function body, [`analyze`] validates the operators and finds the metered
+//! 3. for each function body, `analyze` validates the operators and finds the metered
 //!    blocks and their costs from the [`CostModel`];
 //!    (and the stack accounting, size charges and NaN canonicalization points);
 //! 4. `rewrite::body` copies the body with that code inserted;

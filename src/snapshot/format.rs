@@ -17,7 +17,7 @@
 //! stream's seed, stream and position, the event timestamp, and the deterministic metrics
 //! counters (wall time is not saved: it is not deterministic).
 //!
-//! [`decode`] checks everything before anything is used: magic, version, length, checksum,
+//! `decode` checks everything before anything is used: magic, version, length, checksum,
 //! then the body's shape (page indices in range and increasing, page lengths, table sizes).
 //! It never panics, and it allocates no more than the input's length justifies.
 
