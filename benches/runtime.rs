@@ -68,6 +68,16 @@ fn benches(c: &mut Criterion) {
     group.bench_function("ri_sandbox", |b| {
         b.iter(|| black_box(sandbox.call("add", &args).unwrap()))
     });
+    let typed = sandbox.typed::<(i32, i32), i32>("add").unwrap();
+    group.bench_function("ri_sandbox_typed", |b| {
+        b.iter(|| black_box(typed.call(&mut sandbox, (3, 7)).unwrap()))
+    });
+    let mut untimed = Sandbox::new(&runtime, config.clone().with_wall_time(false)).unwrap();
+    untimed.load_compiled(&compiled).unwrap();
+    let typed = untimed.typed::<(i32, i32), i32>("add").unwrap();
+    group.bench_function("ri_sandbox_typed_untimed", |b| {
+        b.iter(|| black_box(typed.call(&mut untimed, (3, 7)).unwrap()))
+    });
     let (mut store, instance) = raw_instance(&engine, &raw_add);
     let add = instance
         .get_typed_func::<(i32, i32), i32>(&mut store, "add")

@@ -36,7 +36,7 @@ mod value;
 
 pub use config::Config;
 pub use error::{Error, ErrorKind, TrapCode};
-pub use execution::{Execution, Output, Payload};
+pub use execution::{Execution, Output, Payload, TypedExport};
 pub use host::{HostContext, HostError, HostFunction, ValType};
 pub use manager::Manager;
 pub use metrics::{CallMetrics, SandboxMetrics};
@@ -46,6 +46,7 @@ pub use sandbox::{Sandbox, Status};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use validate::{validate_determinism, DeterminismReport};
 pub use value::Value;
+pub use wasmtime::{WasmParams, WasmResults};
 
 #[cfg(test)]
 mod tests {

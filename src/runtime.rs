@@ -21,6 +21,9 @@ pub struct Runtime {
 struct Inner {
     engine: wasmtime::Engine,
     next_id: AtomicU64,
+    /// The deterministic imports, defined once: sandboxes without host functions instantiate
+    /// through it directly, the others through a clone with their functions added.
+    linker: wasmtime::Linker<crate::sandbox::StoreState>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -64,10 +67,13 @@ impl Runtime {
                 }
             })
             .map_err(Error::engine)?;
+        let mut linker = wasmtime::Linker::new(&engine);
+        determinism::define_imports(&mut linker).map_err(Error::engine)?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
                 next_id: AtomicU64::new(0),
+                linker,
             }),
         })
     }
@@ -75,6 +81,10 @@ impl Runtime {
     /// The underlying wasmtime engine.
     pub fn engine(&self) -> &wasmtime::Engine {
         &self.inner.engine
+    }
+
+    pub(crate) fn linker(&self) -> &wasmtime::Linker<crate::sandbox::StoreState> {
+        &self.inner.linker
     }
 
     pub(crate) fn next_id(&self) -> String {
@@ -103,7 +113,7 @@ impl Runtime {
         use sha2::Digest;
         Ok(CompiledModule {
             module: compiled,
-            costs: options.costs.fingerprint(),
+            costs: Arc::new(options.costs.clone()),
             stack_limit: config.stack_limit,
             module_hash: sha2::Sha256::digest(&instrumented.module).into(),
         })
@@ -138,8 +148,8 @@ fn to_binary(module: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
 #[derive(Clone)]
 pub struct CompiledModule {
     pub(crate) module: wasmtime::Module,
-    /// Fingerprint of the cost model it was metered with.
-    pub(crate) costs: [u8; 32],
+    /// The cost model it was metered with (compared by value: cheaper than a fingerprint).
+    pub(crate) costs: Arc<ri_sandbox_instrument::CostModel>,
     pub(crate) stack_limit: u64,
     /// SHA-256 of the instrumented module: what snapshots name as their module.
     pub(crate) module_hash: [u8; 32],

@@ -74,6 +74,15 @@ pub struct Sandbox {
     pub(crate) store: Store<StoreState>,
     pub(crate) loaded: Option<Loaded>,
     pub(crate) metrics: SandboxMetrics,
+    /// Unique among all stores ever installed in any sandbox; handles into the store
+    /// ([`TypedExport`](crate::TypedExport)) carry it, so a stale one is refused, not misused.
+    pub(crate) store_token: u64,
+}
+
+/// A fresh store token.
+pub(crate) fn next_token() -> u64 {
+    static TOKENS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    TOKENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -126,6 +135,7 @@ impl Sandbox {
             store,
             loaded: None,
             metrics,
+            store_token: next_token(),
         })
     }
 
@@ -197,9 +207,7 @@ impl Sandbox {
     /// different cost model or stack limit.
     pub fn load_compiled(&mut self, module: &CompiledModule) -> Result<(), Error> {
         self.expect_status(Status::Created, "load a module into")?;
-        if module.costs != self.config.costs.fingerprint()
-            || module.stack_limit != self.config.stack_limit
-        {
+        if *module.costs != self.config.costs || module.stack_limit != self.config.stack_limit {
             return Err(Error::new(ErrorKind::Config {
                 reason: "the module was compiled for another cost model or stack limit".into(),
             }));
@@ -212,6 +220,7 @@ impl Sandbox {
         let (store, loaded) = self.instantiate(module)?;
         let instance = loaded.instance;
         self.store = store;
+        self.store_token = next_token();
         self.loaded = Some(loaded);
         self.status = Status::Loaded;
         if let Some(start) = instance.get_func(&mut self.store, abi::START_EXPORT) {
@@ -233,11 +242,17 @@ impl Sandbox {
     ) -> Result<(Store<StoreState>, Loaded), Error> {
         let engine = self.runtime.engine().clone();
         determinism::check_imports(&module.module, &self.config.host_functions, &engine)?;
-        let mut linker = wasmtime::Linker::new(&engine);
-        determinism::define_imports(&mut linker).map_err(Error::engine)?;
-        for function in &self.config.host_functions {
-            function.define(&mut linker).map_err(Error::engine)?;
-        }
+        let custom;
+        let linker = if self.config.host_functions.is_empty() {
+            self.runtime.linker()
+        } else {
+            let mut linker = self.runtime.linker().clone();
+            for function in &self.config.host_functions {
+                function.define(&mut linker).map_err(Error::engine)?;
+            }
+            custom = linker;
+            &custom
+        };
         let mut store = new_store(&self.runtime, &self.config);
         let instance = match linker.instantiate(&mut store, &module.module) {
             Ok(instance) => instance,
@@ -278,6 +293,7 @@ impl Sandbox {
         self.loaded = None;
         // A fresh, empty store releases the old one's memories and instances.
         self.store = new_store(&self.runtime, &Config::default().with_max_memory_bytes(0));
+        self.store_token = next_token();
         self.status = Status::Destroyed;
     }
 }

@@ -328,6 +328,7 @@ impl Sandbox {
                 let resolved = resolve(&mut store, &loaded, &snapshot.body, table_limit)?;
                 write(&mut store, &loaded, resolved, &snapshot.body)?;
                 self.store = store;
+                self.store_token = crate::sandbox::next_token();
                 self.loaded = Some(loaded);
             }
         }

@@ -24,9 +24,12 @@ use std::collections::BTreeMap;
 /// Costs are whole gas units (`u32`). Two models with equal prices have equal
 /// [fingerprints](CostModel::fingerprint); the fingerprint is written into every instrumented
 /// module so that a runtime can tell which table a module was metered with.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct CostModel {
     prices: Box<[u32]>,
+    /// SHA-256 of the operator prices, computed on first use (hashing ~700 names is the
+    /// expensive part of a fingerprint) and dropped by every change to them.
+    prices_digest: std::sync::OnceLock<[u8; 32]>,
     /// What `memory.copy`, `memory.fill` and `memory.init` pay per byte, on top of their base
     /// price. Default: 1 gas per 8 bytes.
     pub memory_bytes: UnitPrice,
@@ -86,6 +89,17 @@ impl UnitPrice {
     }
 }
 
+impl PartialEq for CostModel {
+    fn eq(&self, other: &CostModel) -> bool {
+        self.prices == other.prices
+            && self.memory_bytes == other.memory_bytes
+            && self.table_elements == other.table_elements
+            && self.memory_pages == other.memory_pages
+    }
+}
+
+impl Eq for CostModel {}
+
 impl Default for CostModel {
     fn default() -> Self {
         CostModel {
@@ -93,6 +107,7 @@ impl Default for CostModel {
                 .iter()
                 .map(|op| default_price(op.name()))
                 .collect(),
+            prices_digest: std::sync::OnceLock::new(),
             memory_bytes: UnitPrice::new(1, 3),
             table_elements: UnitPrice::new(1, 0),
             memory_pages: UnitPrice::new(64, 0),
@@ -192,6 +207,7 @@ impl CostModel {
     pub fn flat(price: u32) -> CostModel {
         CostModel {
             prices: vec![price; OPERATORS.len()].into_boxed_slice(),
+            prices_digest: std::sync::OnceLock::new(),
             ..CostModel::default()
         }
     }
@@ -208,6 +224,7 @@ impl CostModel {
             })
         })?;
         self.prices[index] = price;
+        self.prices_digest = std::sync::OnceLock::new();
         Ok(())
     }
 
@@ -268,23 +285,28 @@ impl CostModel {
         self.memory_pages.check("memory_pages")
     }
 
-    /// A SHA-256 digest of every operator's name and price, in name order. Equal prices give
-    /// equal fingerprints, whatever order they were set in.
+    /// A SHA-256 digest of every operator's name and price (in name order) and of the
+    /// per-unit prices. Equal prices give equal fingerprints, whatever order they were set in.
     pub fn fingerprint(&self) -> [u8; 32] {
-        let mut entries: Vec<(&str, u32)> = OPERATORS
-            .iter()
-            .zip(self.prices.iter())
-            .map(|(op, price)| (op.name(), *price))
-            .collect();
-        entries.sort_unstable();
+        let prices = self.prices_digest.get_or_init(|| {
+            let mut entries: Vec<(&str, u32)> = OPERATORS
+                .iter()
+                .zip(self.prices.iter())
+                .map(|(op, price)| (op.name(), *price))
+                .collect();
+            entries.sort_unstable();
+            let mut hasher = Sha256::new();
+            hasher.update(b"ri-sandbox cost model v1\n");
+            for (name, price) in entries {
+                hasher.update(name.as_bytes());
+                hasher.update(b"=");
+                hasher.update(price.to_le_bytes());
+                hasher.update(b"\n");
+            }
+            hasher.finalize().into()
+        });
         let mut hasher = Sha256::new();
-        hasher.update(b"ri-sandbox cost model v1\n");
-        for (name, price) in entries {
-            hasher.update(name.as_bytes());
-            hasher.update(b"=");
-            hasher.update(price.to_le_bytes());
-            hasher.update(b"\n");
-        }
+        hasher.update(prices);
         for (name, unit) in [
             ("per_unit.memory_bytes", self.memory_bytes),
             ("per_unit.table_elements", self.table_elements),

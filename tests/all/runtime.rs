@@ -568,3 +568,37 @@ fn nan_results_are_canonical_through_the_sandbox() {
     };
     assert_eq!(y.to_bits(), 0x7ff8_0000_0000_0000);
 }
+
+#[test]
+fn typed_exports_call_fast_and_refuse_to_outlive_their_instance() {
+    let mut sandbox = loaded("add.wasm", Config::default());
+    let add = sandbox.typed::<(i32, i32), i32>("add").unwrap();
+    let (sum, metrics) = add.call(&mut sandbox, (3, 7)).unwrap();
+    assert_eq!(sum, 10);
+    assert_eq!(metrics.gas_used, 3);
+    assert_eq!(sandbox.metrics().calls, 1);
+    let err = sandbox.typed::<i64, i32>("add").unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::ArgumentMismatch { .. }),
+        "{err}"
+    );
+
+    // Out of gas through the fast path is the same typed error.
+    let mut spin = loaded("infinite-loop.wasm", Config::default().with_max_gas(1000));
+    let looping = spin.typed::<(), ()>("spin").unwrap();
+    let err = looping.call(&mut spin, ()).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::GasExhausted { used: 1000, .. }),
+        "{err}"
+    );
+
+    // A handle from another sandbox is refused, not misused.
+    let mut other = loaded("add.wasm", Config::default());
+    let err = add.call(&mut other, (1, 2)).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Config { .. }), "{err}");
+    sandbox.destroy();
+    assert!(matches!(
+        add.call(&mut sandbox, (1, 2)).unwrap_err().kind(),
+        ErrorKind::InstanceDestroyed { .. }
+    ));
+}
