@@ -5,7 +5,7 @@
 //! The modules are real clang output (`fixtures/bench/build.sh`): MVP WebAssembly, because
 //! wasm-instrument only parses MVP modules.
 //!
-//! Criterion ids: `instrument/<module>/{ri_sandbox, wasm_instrument, reencode}`, with
+//! Criterion ids: `instrument/<module>/{ri_sandbox, wasm_instrument, reencode, validate}`, with
 //! throughput in input bytes.
 
 use std::hint::black_box;
@@ -77,6 +77,16 @@ fn bench_instrument(c: &mut Criterion) {
             b.iter(|| wasm_instrument(black_box(wasm)))
         });
         group.bench_function("reencode", |b| b.iter(|| reencode(black_box(wasm))));
+        // For context: what validation alone costs, which the instrumenter also does.
+        group.bench_function("validate", |b| {
+            b.iter(|| {
+                wasmparser::Validator::new_with_features(
+                    ri_sandbox::instrument::supported_features(),
+                )
+                .validate_all(black_box(wasm))
+                .expect("valid")
+            })
+        });
         group.finish();
     }
 }

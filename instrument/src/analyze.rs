@@ -42,8 +42,9 @@ use crate::cost::CostModel;
 use crate::error::{Error, ErrorKind};
 use crate::ops::OpKind;
 use wasmparser::{
-    BinaryReader, Catch, FuncValidator, FunctionBody, Operator, OperatorsReader, ValType,
-    ValidatorResources, WasmFeatures,
+    BinaryReader, BinaryReaderError, Catch, FrameKind as ValidatorFrame, FrameStack, FuncValidator,
+    FunctionBody, Operator, ValType, ValidatorResources, VisitOperator, VisitSimdOperator,
+    WasmFeatures,
 };
 
 /// Which per-unit price a size charge uses.
@@ -185,6 +186,7 @@ pub(crate) struct Scratch {
 
 /// Analyses and validates one function body.
 pub(crate) fn analyze_function(
+    wasm: &[u8],
     body: &FunctionBody<'_>,
     validator: &mut FuncValidator<ValidatorResources>,
     features: WasmFeatures,
@@ -195,7 +197,6 @@ pub(crate) fn analyze_function(
     validator.read_locals(&mut reader).map_err(invalid)?;
     reader.set_features(features);
     let ops_start = reader.original_position();
-    let mut ops = OperatorsReader::new(reader);
 
     let locals = validator.len_locals();
     let mut local_slots = 0u64;
@@ -234,8 +235,26 @@ pub(crate) fn analyze_function(
     }
     analysis.start_block(ops_start, true);
 
-    while !ops.eof() {
-        let (op, offset) = ops.read_with_offset().map_err(invalid)?;
+    while !reader.eof() {
+        let offset = reader.original_position();
+        // The width of a bulk operation's length operand, read before the operator pops it:
+        // only `memory.grow` (0x40) and the 0xfc-prefixed operators can need it.
+        let top_is_i64 = matches!(wasm.get(offset), Some(0x40 | 0xfc))
+            && matches!(validator.get_operand_type(0), Some(Some(ValType::I64)));
+        let mut driver = Driver {
+            validator: &mut *validator,
+            offset,
+            op: None,
+        };
+        reader
+            .visit_operator(&mut driver)
+            .and_then(|validated| validated)
+            .map_err(invalid)?;
+        let Some(op) = driver.op else {
+            return Err(Error::new(ErrorKind::Internal {
+                message: "an operator was read but not recorded".into(),
+            }));
+        };
         let kind = OpKind::of(&op).ok_or_else(|| {
             Error::new(ErrorKind::Unsupported {
                 message: format!("operator {op:?} is newer than ri-sandbox's cost table"),
@@ -243,19 +262,17 @@ pub(crate) fn analyze_function(
             })
         })?;
         check_proposal(kind, offset)?;
-        // The width of a bulk operation's length operand, read before the operator pops it.
-        let top_is_i64 =
-            is_sized(&op) && matches!(validator.get_operand_type(0), Some(Some(ValType::I64)));
-        validator.op(offset, &op).map_err(invalid)?;
         if plan.stack_limit {
             analysis.max_operands = analysis
                 .max_operands
                 .max(u64::from(validator.operand_stack_height()));
         }
-        let next = ops.original_position();
+        let next = reader.original_position();
         analysis.operator(&op, kind, offset, next, top_is_i64);
     }
-    ops.finish().map_err(invalid)?;
+    reader
+        .finish_expression(&Frames(validator))
+        .map_err(invalid)?;
 
     let slot = if analysis.uses_v128 { 16 } else { 8 };
     analysis.out.frame_cost = FRAME_BASE_COST + local_slots + analysis.max_operands * slot;
@@ -264,6 +281,69 @@ pub(crate) fn analyze_function(
     analysis.out.insertions.sort_by_key(|i| i.offset);
     scratch.frames = analysis.frames;
     Ok(analysis.out)
+}
+
+/// Feeds each operator straight from the reader to the validator (no intermediate decoding
+/// into an `Operator` and dispatching on it again) and keeps the operator for the analysis.
+struct Driver<'v, 'a> {
+    validator: &'v mut FuncValidator<ValidatorResources>,
+    offset: usize,
+    op: Option<Operator<'a>>,
+}
+
+/// The validator's control frames, which the reader consults to decode some operators.
+struct Frames<'v>(&'v FuncValidator<ValidatorResources>);
+
+impl FrameStack for Frames<'_> {
+    fn current_frame(&self) -> Option<ValidatorFrame> {
+        self.0.get_control_frame(0).map(|frame| frame.kind)
+    }
+}
+
+impl FrameStack for Driver<'_, '_> {
+    fn current_frame(&self) -> Option<ValidatorFrame> {
+        self.validator.get_control_frame(0).map(|frame| frame.kind)
+    }
+}
+
+macro_rules! define_driver {
+    ($( @$proposal:ident $op:ident $({ $($arg:ident: $argty:ty),* })? => $visit:ident ($($ann:tt)*) )*) => {
+        $(
+            #[allow(clippy::clone_on_copy)]
+            fn $visit(&mut self $($(, $arg: $argty)*)?) -> Self::Output {
+                self.validator.visitor(self.offset).$visit($($($arg.clone()),*)?)?;
+                self.op = Some(Operator::$op $({ $($arg),* })?);
+                Ok(())
+            }
+        )*
+    };
+}
+
+macro_rules! define_simd_driver {
+    ($( @$proposal:ident $op:ident $({ $($arg:ident: $argty:ty),* })? => $visit:ident ($($ann:tt)*) )*) => {
+        $(
+            #[allow(clippy::clone_on_copy)]
+            fn $visit(&mut self $($(, $arg: $argty)*)?) -> Self::Output {
+                self.validator.simd_visitor(self.offset).$visit($($($arg.clone()),*)?)?;
+                self.op = Some(Operator::$op $({ $($arg),* })?);
+                Ok(())
+            }
+        )*
+    };
+}
+
+impl<'a> VisitOperator<'a> for Driver<'_, 'a> {
+    type Output = Result<(), BinaryReaderError>;
+
+    fn simd_visitor(&mut self) -> Option<&mut dyn VisitSimdOperator<'a, Output = Self::Output>> {
+        Some(self)
+    }
+
+    wasmparser::for_each_visit_operator!(define_driver);
+}
+
+impl<'a> VisitSimdOperator<'a> for Driver<'_, 'a> {
+    wasmparser::for_each_visit_simd_operator!(define_simd_driver);
 }
 
 /// Stack units a value of this type takes.
@@ -602,19 +682,6 @@ fn nan_producer(op: &Operator<'_>) -> Option<FloatKind> {
         | O::F64x2PromoteLowF32x4 => FloatKind::F64x2,
         _ => return None,
     })
-}
-
-/// Whether an operator takes a length operand that a size charge reads.
-fn is_sized(op: &Operator<'_>) -> bool {
-    matches!(
-        op,
-        Operator::MemoryCopy { .. }
-            | Operator::MemoryFill { .. }
-            | Operator::TableCopy { .. }
-            | Operator::TableFill { .. }
-            | Operator::TableGrow { .. }
-            | Operator::MemoryGrow { .. }
-    )
 }
 
 /// Rejects operators of proposals ri-sandbox does not meter or cannot make deterministic.

@@ -321,6 +321,7 @@ pub(crate) fn rewrite_module(
                 };
                 let mut func_validator = func.into_validator(std::mem::take(&mut allocs));
                 let function = analyze::analyze_function(
+                    wasm,
                     body,
                     &mut func_validator,
                     features,
