@@ -1,7 +1,39 @@
 //! A few instruction encoders for the inserted code. Only MVP instructions (plus the SIMD
 //! ones NaN canonicalization uses on SIMD results) are ever emitted.
 
-use wasm_encoder::Encode;
+/// Appends an unsigned LEB128 `u32`; indices are almost always below 128, so that case is a
+/// single push.
+#[inline]
+fn uleb(out: &mut Vec<u8>, mut value: u32) {
+    if value < 0x80 {
+        out.push(value as u8);
+        return;
+    }
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Appends a signed LEB128 `i64`, with the one-byte case first.
+#[inline]
+fn sleb(out: &mut Vec<u8>, mut value: i64) {
+    if (-64..64).contains(&value) {
+        out.push(value as u8 & 0x7f);
+        return;
+    }
+    loop {
+        let byte = value as u8 & 0x7f;
+        value >>= 7;
+        let done = (value == 0 && byte & 0x40 == 0) || (value == -1 && byte & 0x40 != 0);
+        if done {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
 
 /// Appends encoded instructions to a byte buffer.
 pub(crate) struct Code<'a>(pub &'a mut Vec<u8>);
@@ -9,32 +41,32 @@ pub(crate) struct Code<'a>(pub &'a mut Vec<u8>);
 impl Code<'_> {
     pub fn global_get(&mut self, index: u32) -> &mut Self {
         self.0.push(0x23);
-        index.encode(self.0);
+        uleb(self.0, index);
         self
     }
     pub fn global_set(&mut self, index: u32) -> &mut Self {
         self.0.push(0x24);
-        index.encode(self.0);
+        uleb(self.0, index);
         self
     }
     pub fn local_get(&mut self, index: u32) -> &mut Self {
         self.0.push(0x20);
-        index.encode(self.0);
+        uleb(self.0, index);
         self
     }
     pub fn local_set(&mut self, index: u32) -> &mut Self {
         self.0.push(0x21);
-        index.encode(self.0);
+        uleb(self.0, index);
         self
     }
     pub fn local_tee(&mut self, index: u32) -> &mut Self {
         self.0.push(0x22);
-        index.encode(self.0);
+        uleb(self.0, index);
         self
     }
     pub fn i64_const(&mut self, value: i64) -> &mut Self {
         self.0.push(0x42);
-        value.encode(self.0);
+        sleb(self.0, value);
         self
     }
     pub fn f32_const_bits(&mut self, bits: u32) -> &mut Self {
@@ -89,5 +121,41 @@ impl Code<'_> {
             .global_set(counter)
             .op(UNREACHABLE)
             .op(END)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_encoder::Encode;
+
+    #[test]
+    fn leb_encodings_match_wasm_encoder() {
+        for v in [
+            0i64,
+            1,
+            63,
+            64,
+            -1,
+            -64,
+            -65,
+            127,
+            128,
+            300,
+            i64::MAX,
+            i64::MIN,
+            -12345678,
+        ] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            sleb(&mut ours, v);
+            v.encode(&mut theirs);
+            assert_eq!(ours, theirs, "{v}");
+        }
+        for v in [0u32, 1, 127, 128, 16383, 16384, u32::MAX] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            uleb(&mut ours, v);
+            v.encode(&mut theirs);
+            assert_eq!(ours, theirs, "{v}");
+        }
     }
 }
