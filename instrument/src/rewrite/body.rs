@@ -37,6 +37,9 @@ pub(crate) struct Context<'a> {
 
 /// Appends the rewritten body (size-prefixed, as the code section stores it) to `out`.
 /// `scratch` is a reusable buffer.
+///
+/// The inserted code is emitted into `scratch` first (it is small), so the body's size is known
+/// before anything is written; the original bytes are then copied once, straight into `out`.
 pub(crate) fn rewrite_body(
     wasm: &[u8],
     body: Range<usize>,
@@ -47,12 +50,10 @@ pub(crate) fn rewrite_body(
 ) -> Result<(), Error> {
     scratch.clear();
     let (locals, declarations) = declare_locals(wasm, body.start, plan)?;
-    scratch.extend_from_slice(&declarations);
 
-    let mut cursor = plan.ops_start;
+    // Where each insertion's code ends in `scratch`.
+    let mut ends = Vec::with_capacity(plan.insertions.len());
     for insertion in &plan.insertions {
-        scratch.extend_from_slice(&wasm[cursor..insertion.offset]);
-        cursor = insertion.offset;
         let code = &mut Code(scratch);
         match insertion.insert {
             Insert::Charge(0) => {}
@@ -79,10 +80,22 @@ pub(crate) fn rewrite_body(
             }
             Insert::Canonicalize(kind) => nan::canonicalize(code, kind, &locals),
         }
+        ends.push(scratch.len());
     }
-    scratch.extend_from_slice(&wasm[cursor..body.end]);
-    (scratch.len() as u32).encode(out);
-    out.extend_from_slice(scratch);
+
+    let size = declarations.len() + (body.end - plan.ops_start) + scratch.len();
+    (size as u32).encode(out);
+    out.reserve(size);
+    out.extend_from_slice(&declarations);
+    let mut cursor = plan.ops_start;
+    let mut inserted = 0;
+    for (insertion, end) in plan.insertions.iter().zip(ends) {
+        out.extend_from_slice(&wasm[cursor..insertion.offset]);
+        out.extend_from_slice(&scratch[inserted..end]);
+        cursor = insertion.offset;
+        inserted = end;
+    }
+    out.extend_from_slice(&wasm[cursor..body.end]);
     Ok(())
 }
 

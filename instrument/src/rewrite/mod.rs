@@ -282,7 +282,8 @@ pub(crate) fn rewrite_module(
         bytes_in: wasm.len(),
         ..Stats::default()
     };
-    let mut code = Vec::new();
+    // The code section is written straight into the output, its size patched in at the end.
+    let mut code_size_at = 0usize;
     let mut code_remaining = 0u32;
     let mut body_scratch = Vec::new();
     let mut scratch = Scratch::default();
@@ -306,11 +307,15 @@ pub(crate) fn rewrite_module(
         match &payload {
             Payload::Version { .. } => writer.out.extend_from_slice(&wasm[..8]),
             Payload::CodeSectionStart { count, .. } => {
-                code.clear();
-                count.encode(&mut code);
+                writer.out.push(10);
+                code_size_at = writer.out.len();
+                writer
+                    .out
+                    .extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x00]);
+                count.encode(&mut writer.out);
                 code_remaining = *count;
                 if code_remaining == 0 {
-                    writer.section(10, &code);
+                    patch_size(&mut writer.out, code_size_at);
                 }
             }
             Payload::CodeSectionEntry(body) => {
@@ -337,11 +342,11 @@ pub(crate) fn rewrite_module(
                     &function,
                     &context,
                     &mut body_scratch,
-                    &mut code,
+                    &mut writer.out,
                 )?;
                 code_remaining -= 1;
                 if code_remaining == 0 {
-                    writer.section(10, &code);
+                    patch_size(&mut writer.out, code_size_at);
                 }
             }
             Payload::End(_) => {}
@@ -405,6 +410,17 @@ pub(crate) fn rewrite_module(
 
     stats.bytes_out = writer.out.len();
     Ok((writer.out, stats))
+}
+
+/// Writes the size of the section whose 5-byte size field is at `at` (everything after the
+/// field), as a 5-byte LEB128: padded encodings are valid, and the field's width is fixed
+/// before the size is known.
+fn patch_size(out: &mut [u8], at: usize) {
+    let size = (out.len() - at - 5) as u32;
+    for i in 0..5 {
+        let group = ((size >> (7 * i)) & 0x7f) as u8;
+        out[at + i] = if i < 4 { group | 0x80 } else { group };
+    }
 }
 
 /// A vector's contents: its count followed by already-encoded entries.
