@@ -250,17 +250,11 @@ pub(crate) fn analyze_function(
             .visit_operator(&mut driver)
             .and_then(|validated| validated)
             .map_err(invalid)?;
-        let Some(op) = driver.op else {
+        let Some((op, kind)) = driver.op else {
             return Err(Error::new(ErrorKind::Internal {
                 message: "an operator was read but not recorded".into(),
             }));
         };
-        let kind = OpKind::of(&op).ok_or_else(|| {
-            Error::new(ErrorKind::Unsupported {
-                message: format!("operator {op:?} is newer than ri-sandbox's cost table"),
-                offset,
-            })
-        })?;
         check_proposal(kind, offset)?;
         if plan.stack_limit {
             analysis.max_operands = analysis
@@ -288,7 +282,7 @@ pub(crate) fn analyze_function(
 struct Driver<'v, 'a> {
     validator: &'v mut FuncValidator<ValidatorResources>,
     offset: usize,
-    op: Option<Operator<'a>>,
+    op: Option<(Operator<'a>, OpKind)>,
 }
 
 /// The validator's control frames, which the reader consults to decode some operators.
@@ -312,7 +306,7 @@ macro_rules! define_driver {
             #[allow(clippy::clone_on_copy)]
             fn $visit(&mut self $($(, $arg: $argty)*)?) -> Self::Output {
                 self.validator.visitor(self.offset).$visit($($($arg.clone()),*)?)?;
-                self.op = Some(Operator::$op $({ $($arg),* })?);
+                self.op = Some((Operator::$op $({ $($arg),* })?, OpKind::$op));
                 Ok(())
             }
         )*
@@ -325,7 +319,7 @@ macro_rules! define_simd_driver {
             #[allow(clippy::clone_on_copy)]
             fn $visit(&mut self $($(, $arg: $argty)*)?) -> Self::Output {
                 self.validator.simd_visitor(self.offset).$visit($($($arg.clone()),*)?)?;
-                self.op = Some(Operator::$op $({ $($arg),* })?);
+                self.op = Some((Operator::$op $({ $($arg),* })?, OpKind::$op));
                 Ok(())
             }
         )*
