@@ -110,14 +110,23 @@ impl Runtime {
                 offset: None,
             })
         })?;
-        use sha2::Digest;
         Ok(CompiledModule {
             module: compiled,
             costs: Arc::new(options.costs.clone()),
             stack_limit: config.stack_limit,
-            module_hash: sha2::Sha256::digest(&instrumented.module).into(),
+            module_hash: module_fingerprint(&binary),
         })
     }
+}
+
+/// SHA-256 over a domain tag, the ABI version and the original module.
+fn module_fingerprint(original: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"ri-sandbox module\n");
+    hasher.update(ri_sandbox_instrument::abi::ABI_VERSION.to_le_bytes());
+    hasher.update(original);
+    hasher.finalize().into()
 }
 
 /// Checks the magic bytes, and turns text into binary.
@@ -151,7 +160,7 @@ pub struct CompiledModule {
     /// The cost model it was metered with (compared by value: cheaper than a fingerprint).
     pub(crate) costs: Arc<ri_sandbox_instrument::CostModel>,
     pub(crate) stack_limit: u64,
-    /// SHA-256 of the instrumented module: what snapshots name as their module.
+    /// What snapshots name as their module: see [`CompiledModule::fingerprint`].
     pub(crate) module_hash: [u8; 32],
 }
 
@@ -164,7 +173,10 @@ impl std::fmt::Debug for CompiledModule {
 }
 
 impl CompiledModule {
-    /// SHA-256 of the instrumented module; snapshots carry it to name their module.
+    /// SHA-256 of the original module's bytes and the ABI version: what snapshots carry to name
+    /// their module. A snapshot's state is expressed in the original module's index spaces,
+    /// so it stays valid across instrumenter changes that keep the ABI version, and across
+    /// cost models.
     pub fn fingerprint(&self) -> [u8; 32] {
         self.module_hash
     }

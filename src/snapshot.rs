@@ -116,7 +116,8 @@ impl Snapshot {
         &self.body
     }
 
-    /// SHA-256 of the instrumented module the snapshot belongs to.
+    /// The fingerprint of the module the snapshot belongs to
+    /// ([`CompiledModule::fingerprint`](crate::CompiledModule::fingerprint)).
     pub fn module_fingerprint(&self) -> [u8; 32] {
         self.module
     }

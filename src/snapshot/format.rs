@@ -4,7 +4,8 @@
 //! offset   size  field
 //! 0        8     magic, the bytes "RISBSNAP"
 //! 8        4     format version, u32 little-endian (this version writes 1)
-//! 12       32    module fingerprint: SHA-256 of the instrumented module the state belongs to
+//! 12       32    module fingerprint: SHA-256 of "ri-sandbox module\n", the ABI version (u32 LE)
+//!                and the original (uninstrumented) module the state belongs to
 //! 44       8     body length n, u64 little-endian
 //! 52       n     body: the state in MessagePack (rmp-serde, structs as arrays; memory pages
 //!                as MessagePack binary)
