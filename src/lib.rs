@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+mod cache;
 mod config;
 pub mod determinism;
 mod error;
@@ -34,6 +35,7 @@ pub mod snapshot;
 mod validate;
 mod value;
 
+pub use cache::{CacheMetrics, ModuleCache};
 pub use config::Config;
 pub use error::{Error, ErrorKind, TrapCode};
 pub use execution::{Execution, Output, Payload, TypedExport};

@@ -4,17 +4,29 @@
 //! ri-sandbox run MODULE --invoke EXPORT [ARGS...] [--gas N] [--memory BYTES]
 //!                [--timeout-ms N] [--seed N] [--timestamp N] [--json VALUE]
 //!                [--restore SNAPSHOT] [--snapshot-out SNAPSHOT]
+//!                [--cache-dir DIR] [--precompiled --key-file KEY]
+//! ri-sandbox precompile MODULE -o READY_FILE --key-file KEY
+//! ```
+//!
+//! `--cache-dir` keeps instrumented and compiled modules in DIR, so the second run of a large
+//! module starts at once. `precompile` writes a *ready file* (instrumented module and compiled
+//! artifact, authenticated with HMAC-SHA256 under the key in KEY) that `run --precompiled`
+//! loads without instrumenting or compiling.
+//!
+//! ```text
 //! ```
 //!
 //! Prints the result, gas used, peak memory and time. Any error prints one line to stderr and
 //! exits with status 1 (2 for a usage error). This file does I/O only.
 
-use ri_sandbox::{Config, Runtime, Sandbox, Snapshot, Value};
+use ri_sandbox::{Config, ModuleCache, Runtime, Sandbox, Snapshot, Value};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: ri-sandbox run MODULE.wasm|MODULE.wat --invoke EXPORT [ARGS...]
     [--gas N] [--memory BYTES] [--timeout-ms N] [--seed N] [--timestamp N] [--json VALUE]
-    [--restore SNAPSHOT] [--snapshot-out SNAPSHOT]";
+    [--restore SNAPSHOT] [--snapshot-out SNAPSHOT] [--cache-dir DIR]
+    [--precompiled --key-file KEY]
+       ri-sandbox precompile MODULE -o READY_FILE --key-file KEY";
 
 struct Run {
     module: String,
@@ -24,6 +36,18 @@ struct Run {
     config: Config,
     restore: Option<String>,
     snapshot_out: Option<String>,
+    cache_dir: Option<String>,
+    precompiled: bool,
+    key_file: Option<String>,
+}
+
+enum Command {
+    Run(Box<Run>),
+    Precompile {
+        module: String,
+        output: String,
+        key_file: String,
+    },
 }
 
 enum Failure {
@@ -38,9 +62,34 @@ fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, 
         .map_err(|_| Failure::Usage(format!("{flag}: `{value}` is not a number")))
 }
 
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Run, Failure> {
+fn parse_precompile(mut args: impl Iterator<Item = String>) -> Result<Command, Failure> {
+    let (mut module, mut output, mut key_file) = (None, None, None);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-o" => output = args.next(),
+            "--key-file" => key_file = args.next(),
+            flag if flag.starts_with('-') => {
+                return Err(Failure::Usage(format!("unknown option `{flag}`\n{USAGE}")))
+            }
+            _ => module = Some(arg),
+        }
+    }
+    match (module, output, key_file) {
+        (Some(module), Some(output), Some(key_file)) => Ok(Command::Precompile {
+            module,
+            output,
+            key_file,
+        }),
+        _ => Err(Failure::Usage(format!(
+            "precompile needs MODULE, -o READY_FILE and --key-file KEY\n{USAGE}"
+        ))),
+    }
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Command, Failure> {
     match args.next().as_deref() {
         Some("run") => {}
+        Some("precompile") => return parse_precompile(args),
         Some("-h") | Some("--help") | None => return Err(Failure::Usage(USAGE.into())),
         Some(other) => {
             return Err(Failure::Usage(format!(
@@ -55,6 +104,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Run, Failure> {
     let mut config = Config::default();
     let mut restore = None;
     let mut snapshot_out = None;
+    let mut cache_dir = None;
+    let mut precompiled = false;
+    let mut key_file = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--invoke" => {
@@ -86,6 +138,19 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Run, Failure> {
                         .ok_or_else(|| Failure::Usage("--snapshot-out needs a file".into()))?,
                 )
             }
+            "--cache-dir" => {
+                cache_dir = Some(
+                    args.next()
+                        .ok_or_else(|| Failure::Usage("--cache-dir needs a directory".into()))?,
+                )
+            }
+            "--precompiled" => precompiled = true,
+            "--key-file" => {
+                key_file = Some(
+                    args.next()
+                        .ok_or_else(|| Failure::Usage("--key-file needs a file".into()))?,
+                )
+            }
             flag if flag.starts_with("--") => {
                 return Err(Failure::Usage(format!("unknown option `{flag}`\n{USAGE}")))
             }
@@ -93,7 +158,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Run, Failure> {
             _ => rest.push(arg),
         }
     }
-    Ok(Run {
+    if precompiled && key_file.is_none() {
+        return Err(Failure::Usage("--precompiled needs --key-file KEY".into()));
+    }
+    Ok(Command::Run(Box::new(Run {
         module: module.ok_or_else(|| Failure::Usage(format!("no module given\n{USAGE}")))?,
         export: export.ok_or_else(|| Failure::Usage(format!("no --invoke EXPORT\n{USAGE}")))?,
         args: rest,
@@ -101,7 +169,34 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Run, Failure> {
         config,
         restore,
         snapshot_out,
-    })
+        cache_dir,
+        precompiled,
+        key_file,
+    })))
+}
+
+fn read(path: &str) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure::Run(format!("cannot read {path}: {e}")))
+}
+
+fn precompile(module: &str, output: &str, key_file: &str) -> Result<String, Failure> {
+    let fail = |e: ri_sandbox::Error| Failure::Run(e.to_string());
+    let key = read(key_file)?;
+    let runtime = Runtime::new().map_err(fail)?;
+    let ready = runtime
+        .precompile(&read(module)?, &Config::default(), &key)
+        .map_err(fail)?;
+    let temp = format!("{output}.tmp");
+    std::fs::write(&temp, &ready)
+        .and_then(|()| std::fs::rename(&temp, output))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            Failure::Run(format!("cannot write {output}: {e}"))
+        })?;
+    Ok(format!(
+        "precompiled {module} -> {output}: {} bytes",
+        ready.len()
+    ))
 }
 
 fn run(run: Run) -> Result<String, Failure> {
@@ -109,8 +204,23 @@ fn run(run: Run) -> Result<String, Failure> {
     let bytes = std::fs::read(&run.module)
         .map_err(|e| Failure::Run(format!("cannot read {}: {e}", run.module)))?;
     let runtime = Runtime::new().map_err(fail)?;
+    let loading = std::time::Instant::now();
+    let compiled = if run.precompiled {
+        let key = read(run.key_file.as_deref().unwrap_or_default())?;
+        runtime
+            .load_precompiled(&bytes, &run.config, &key)
+            .map_err(fail)?
+    } else if let Some(dir) = &run.cache_dir {
+        let cache = ModuleCache::on_disk(dir, 1 << 30, 16).map_err(fail)?;
+        runtime
+            .compile_cached(&bytes, &run.config, &cache)
+            .map_err(fail)?
+    } else {
+        runtime.compile(&bytes, &run.config).map_err(fail)?
+    };
+    let load_ms = loading.elapsed().as_secs_f64() * 1e3;
     let mut sandbox = Sandbox::new(&runtime, run.config).map_err(fail)?;
-    sandbox.load(&bytes).map_err(fail)?;
+    sandbox.load_compiled(&compiled).map_err(fail)?;
     if let Some(path) = &run.restore {
         let saved =
             std::fs::read(path).map_err(|e| Failure::Run(format!("cannot read {path}: {e}")))?;
@@ -171,7 +281,7 @@ fn run(run: Run) -> Result<String, Failure> {
     }
     let m = execution.metrics;
     Ok(format!(
-        "result: {result}\ngas used: {} of {}\npeak memory: {} bytes (limit {})\ntime: {:.3} ms{saved}",
+        "result: {result}\ngas used: {} of {}\npeak memory: {} bytes (limit {})\ntime: {:.3} ms (load {load_ms:.1} ms){saved}",
         m.gas_used,
         m.gas_limit,
         m.peak_memory_bytes,
@@ -181,7 +291,15 @@ fn run(run: Run) -> Result<String, Failure> {
 }
 
 fn main() -> ExitCode {
-    match parse(std::env::args().skip(1)).and_then(run) {
+    let outcome = parse(std::env::args().skip(1)).and_then(|command| match command {
+        Command::Run(r) => run(*r),
+        Command::Precompile {
+            module,
+            output,
+            key_file,
+        } => precompile(&module, &output, &key_file),
+    });
+    match outcome {
         Ok(report) => {
             println!("{report}");
             ExitCode::SUCCESS

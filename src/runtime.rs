@@ -115,6 +115,7 @@ impl Runtime {
             costs: Arc::new(options.costs.clone()),
             stack_limit: config.stack_limit,
             module_hash: module_fingerprint(&binary),
+            instrumented: Arc::from(instrumented.module),
         })
     }
 }
@@ -130,7 +131,7 @@ fn module_fingerprint(original: &[u8]) -> [u8; 32] {
 }
 
 /// Checks the magic bytes, and turns text into binary.
-fn to_binary(module: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
+pub(crate) fn to_binary(module: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
     if module.starts_with(b"\0asm") {
         return Ok(module.into());
     }
@@ -162,6 +163,9 @@ pub struct CompiledModule {
     pub(crate) stack_limit: u64,
     /// What snapshots name as their module: see [`CompiledModule::fingerprint`].
     pub(crate) module_hash: [u8; 32],
+    /// The instrumented module's bytes (what the cache and ready files store beside the
+    /// compiled artifact).
+    pub(crate) instrumented: Arc<[u8]>,
 }
 
 impl std::fmt::Debug for CompiledModule {

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, one file per area.
 
+mod cache;
 mod engines;
 mod fixtures;
 mod fuzz;

@@ -1,0 +1,254 @@
+//! The module cache and ready files: hits after misses, keys that change with the cost model
+//! and stack limit, corrupt and truncated entries rebuilt, concurrent processes, eviction,
+//! and forged or foreign modules refused.
+
+use ri_sandbox::{Config, ErrorKind, ModuleCache, Runtime, Sandbox, Value};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::new().expect("runtime"))
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("ri-sandbox-cache-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fib20(runtime: &Runtime, compiled: &ri_sandbox::CompiledModule, config: &Config) -> Value {
+    let mut sandbox = Sandbox::new(runtime, config.clone()).unwrap();
+    sandbox.load_compiled(compiled).unwrap();
+    sandbox.call("fib", &[Value::I32(20)]).unwrap().values()[0]
+}
+
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rsm"))
+        .collect()
+}
+
+#[test]
+fn memory_cache_hits_after_a_miss() {
+    let cache = ModuleCache::in_memory(4);
+    let config = Config::default();
+    let a = runtime()
+        .compile_cached(&fixture("fibonacci.wasm"), &config, &cache)
+        .unwrap();
+    let b = runtime()
+        .compile_cached(&fixture("fibonacci.wat"), &config, &cache)
+        .unwrap();
+    let m = cache.metrics();
+    assert_eq!((m.misses, m.memory_hits), (1, 1), "{m:?}");
+    assert_eq!(fib20(runtime(), &a, &config), Value::I32(6765));
+    assert_eq!(fib20(runtime(), &b, &config), Value::I32(6765));
+}
+
+#[test]
+fn disk_cache_survives_the_process_and_keys_on_costs_and_stack_limit() {
+    let dir = TempDir::new("disk");
+    let config = Config::default();
+    let module = fixture("fibonacci.wasm");
+    {
+        let cache = ModuleCache::on_disk(&dir.0, 1 << 30, 4).unwrap();
+        runtime().compile_cached(&module, &config, &cache).unwrap();
+        assert_eq!(cache.metrics().misses, 1);
+        assert!(cache.metrics().bytes_on_disk > 0);
+    }
+    // A new cache on the same directory (as a new process would have) hits on disk.
+    let cache = ModuleCache::on_disk(&dir.0, 1 << 30, 4).unwrap();
+    let hit = runtime().compile_cached(&module, &config, &cache).unwrap();
+    assert_eq!(cache.metrics().disk_hits, 1);
+    assert_eq!(fib20(runtime(), &hit, &config), Value::I32(6765));
+
+    let mut costs = ri_sandbox::instrument::CostModel::default();
+    costs.set("call", 7).unwrap();
+    let other_costs = config.clone().with_costs(costs);
+    runtime()
+        .compile_cached(&module, &other_costs, &cache)
+        .unwrap();
+    let other_stack = config.clone().with_stack_limit(1 << 20);
+    runtime()
+        .compile_cached(&module, &other_stack, &cache)
+        .unwrap();
+    assert_eq!(cache.metrics().misses, 2);
+    assert_eq!(entries(&dir.0).len(), 3);
+}
+
+#[test]
+fn corrupt_and_truncated_entries_are_rebuilt_not_loaded() {
+    let dir = TempDir::new("corrupt");
+    let config = Config::default();
+    let module = fixture("fibonacci.wasm");
+    runtime()
+        .compile_cached(
+            &module,
+            &config,
+            &ModuleCache::on_disk(&dir.0, 1 << 30, 4).unwrap(),
+        )
+        .unwrap();
+    let entry = entries(&dir.0).pop().unwrap();
+    let good = std::fs::read(&entry).unwrap();
+
+    let mut corrupt = good.clone();
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 0x40;
+    for damaged in [corrupt, good[..good.len() / 3].to_vec(), Vec::new()] {
+        std::fs::write(&entry, &damaged).unwrap();
+        let cache = ModuleCache::on_disk(&dir.0, 1 << 30, 4).unwrap();
+        let rebuilt = runtime().compile_cached(&module, &config, &cache).unwrap();
+        let m = cache.metrics();
+        assert_eq!((m.rebuilds, m.misses, m.disk_hits), (1, 1, 0), "{m:?}");
+        assert_eq!(fib20(runtime(), &rebuilt, &config), Value::I32(6765));
+        assert_eq!(
+            std::fs::read(&entry).unwrap(),
+            good,
+            "the entry was written anew"
+        );
+    }
+}
+
+#[test]
+fn eviction_keeps_the_directory_under_its_limit() {
+    let dir = TempDir::new("evict");
+    let config = Config::default();
+    let one = {
+        let cache = ModuleCache::on_disk(&dir.0, 1 << 30, 1).unwrap();
+        runtime()
+            .compile_cached(&fixture("add.wasm"), &config, &cache)
+            .unwrap();
+        cache.metrics().bytes_on_disk
+    };
+    let limit = one * 2 + one / 2;
+    let cache = ModuleCache::on_disk(&dir.0, limit, 1).unwrap();
+    for name in [
+        "counter.wasm",
+        "fibonacci.wasm",
+        "memory-hog.wasm",
+        "infinite-loop.wasm",
+    ] {
+        runtime()
+            .compile_cached(&fixture(name), &config, &cache)
+            .unwrap();
+        assert!(
+            cache.metrics().bytes_on_disk <= limit,
+            "{:?}",
+            cache.metrics()
+        );
+    }
+    assert!(cache.metrics().evictions >= 2, "{:?}", cache.metrics());
+}
+
+#[test]
+fn two_processes_filling_one_cache_both_succeed() {
+    let dir = TempDir::new("processes");
+    let bin = env!("CARGO_BIN_EXE_ri-sandbox");
+    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fibonacci.wat");
+    let spawn = || {
+        std::process::Command::new(bin)
+            .args(["run", module.to_str().unwrap(), "--invoke", "fib", "15"])
+            .args(["--cache-dir", dir.0.to_str().unwrap()])
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    for out in [a, b] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("result: 610\n"));
+    }
+    assert_eq!(entries(&dir.0).len(), 1);
+    let cache = ModuleCache::on_disk(&dir.0, 1 << 30, 1).unwrap();
+    runtime()
+        .compile_cached(&fixture("fibonacci.wasm"), &Config::default(), &cache)
+        .unwrap();
+    assert_eq!(
+        cache.metrics().disk_hits,
+        1,
+        "the entry both wrote is whole"
+    );
+}
+
+#[test]
+fn forged_and_foreign_modules_are_refused() {
+    // An unmetered module that claims to be instrumented: the section proves nothing, and the
+    // runtime never loads a module on its word.
+    let forged = wat::parse_str(
+        r#"(module (func (export "spin") (loop $l (br $l)))
+           (@custom "ri_sandbox" "\01\00\00\00"))"#,
+    )
+    .unwrap();
+    let mut sandbox = Sandbox::new(runtime(), Config::default()).unwrap();
+    let err = sandbox.load(&forged).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::InvalidModule { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("already instrumented"), "{err}");
+
+    // Ready files: accepted with the key they were made with, for the same configuration.
+    let config = Config::default();
+    let ready = runtime()
+        .precompile(&fixture("fibonacci.wasm"), &config, b"host key")
+        .unwrap();
+    let compiled = runtime()
+        .load_precompiled(&ready, &config, b"host key")
+        .unwrap();
+    assert_eq!(fib20(runtime(), &compiled, &config), Value::I32(6765));
+    for (bytes, key, cfg) in [
+        (ready.clone(), &b"other key"[..], config.clone()),
+        (
+            ready[..ready.len() - 1].to_vec(),
+            &b"host key"[..],
+            config.clone(),
+        ),
+        (
+            ready.clone(),
+            &b"host key"[..],
+            config.clone().with_stack_limit(1000),
+        ),
+    ] {
+        let err = runtime().load_precompiled(&bytes, &cfg, key).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::InvalidModule { .. }),
+            "{err}"
+        );
+    }
+    // An unmetered module in a ready-file frame, signed by someone without the key.
+    let mut tampered = ready.clone();
+    let at = tampered.len() / 2;
+    tampered[at] ^= 1;
+    assert!(runtime()
+        .load_precompiled(&tampered, &config, b"host key")
+        .is_err());
+}
