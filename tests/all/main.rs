@@ -5,6 +5,7 @@ mod engines;
 mod fixtures;
 mod fuzz;
 mod gas;
+mod lifecycle;
 mod runtime;
 mod sexpr;
 mod smith;
