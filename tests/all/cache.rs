@@ -2,23 +2,9 @@
 //! and stack limit, corrupt and truncated entries rebuilt, concurrent processes, eviction,
 //! and forged or foreign modules refused.
 
+use crate::common::{fixture, runtime};
 use ri_sandbox::{Config, ErrorKind, ModuleCache, Runtime, Sandbox, Value};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| Runtime::new().expect("runtime"))
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(name),
-    )
-    .unwrap()
-}
 
 struct TempDir(PathBuf);
 

@@ -4,26 +4,10 @@
 //! on several threads at once; every limit is hit inside a lifecycle and the sandbox stays
 //! usable; the determinism validator passes on every fixture.
 
+use crate::common::{fixture, runtime};
 use ri_sandbox::{
-    validate_determinism, Config, ErrorKind, HostFunction, Manager, Payload, Runtime, Status,
-    ValType, Value,
+    validate_determinism, Config, ErrorKind, HostFunction, Manager, Payload, Status, ValType, Value,
 };
-use std::path::Path;
-use std::sync::OnceLock;
-
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| Runtime::new().expect("runtime"))
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(name),
-    )
-    .unwrap()
-}
 
 fn host_add() -> HostFunction {
     HostFunction::new(
@@ -188,7 +172,8 @@ fn every_limit_inside_a_lifecycle_leaves_the_sandbox_usable() {
     let id = manager.create(config).unwrap();
     manager.load(&id, module).unwrap();
     let snapshot = manager.snapshot(&id).unwrap();
-    let checks: [(&str, Vec<Value>, fn(&ErrorKind) -> bool); 3] = [
+    type Check = (&'static str, Vec<Value>, fn(&ErrorKind) -> bool);
+    let checks: [Check; 3] = [
         ("spin", vec![], |k| {
             matches!(k, ErrorKind::GasExhausted { .. })
         }),

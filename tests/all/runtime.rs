@@ -1,27 +1,13 @@
 //! The runtime through its public API: lifecycle, limits, host functions, determinism, JSON.
 //! The seed roadmap's test lists are the floor.
 
+use crate::common::{fixture, runtime};
 use ri_sandbox::{
     Config, ErrorKind, HostError, HostFunction, Manager, Payload, Runtime, Sandbox, Status,
     TrapCode, ValType, Value,
 };
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| Runtime::new().expect("runtime"))
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(name),
-    )
-    .unwrap_or_else(|e| panic!("{name}: {e}"))
-}
+use std::sync::Arc;
 
 fn loaded(name: &str, config: Config) -> Sandbox {
     let mut sandbox = Sandbox::new(runtime(), config).unwrap();

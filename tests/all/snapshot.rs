@@ -1,27 +1,14 @@
 //! Snapshot and restore through the public API and the CLI, the wire format's checks, the
 //! stored snapshots in `fixtures/snapshots/`, and the determinism validator.
 
+use crate::common::{fixture, runtime};
 use ri_sandbox::{
-    validate_determinism, Config, ErrorKind, HostFunction, Payload, Runtime, Sandbox, Snapshot,
+    validate_determinism, Config, ErrorKind, HostFunction, Payload, Sandbox, Snapshot,
     SnapshotError, ValType, Value,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
-
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| Runtime::new().expect("runtime"))
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(name),
-    )
-    .unwrap()
-}
+use std::sync::Arc;
 
 fn loaded(module: &[u8], config: Config) -> Sandbox {
     let mut sandbox = Sandbox::new(runtime(), config).unwrap();
