@@ -34,7 +34,7 @@ pub struct SandboxMetrics {
     pub gas_used: u64,
     /// The gas budget of each call.
     pub gas_limit: u64,
-    /// Linear memory now, in bytes.
+    /// Linear memory now, in bytes (0 while the sandbox is suspended or destroyed).
     pub memory_bytes: u64,
     /// The most linear memory the sandbox has had, in bytes.
     pub peak_memory_bytes: u64,
@@ -44,6 +44,8 @@ pub struct SandboxMetrics {
     pub wall_time: Duration,
     /// Host function calls.
     pub host_calls: u64,
+    /// Times the sandbox was suspended ([`Sandbox::suspend`](crate::Sandbox::suspend)).
+    pub suspensions: u64,
     /// The last call's figures.
     pub last_call: Option<CallMetrics>,
 }

@@ -3,9 +3,15 @@
 //!
 //! ```text
 //! created --load--> loaded --call--> running --> loaded
-//!    \                 \                                  (snapshot/suspend: later issues)
-//!     `---destroy-------`--destroy--> destroyed
+//!    \                 |  ^
+//!     \         suspend|  |resume (explicit, or by any operation that needs the instance)
+//!      \               v  |
+//!       \             suspended
+//!        `---destroy-----`--(from any status)--> destroyed
 //! ```
+//!
+//! Suspension (a snapshot kept inside the sandbox, its memory freed, resumed transparently) is
+//! documented on [`Sandbox::suspend`].
 
 use crate::config::Config;
 use crate::determinism;
@@ -13,6 +19,7 @@ use crate::error::{Error, ErrorKind};
 use crate::limits::{Limiter, MemoryLimitHit};
 use crate::metrics::SandboxMetrics;
 use crate::runtime::{CompiledModule, Runtime};
+use crate::snapshot::Snapshot;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use ri_sandbox_instrument::abi;
@@ -29,6 +36,9 @@ pub enum Status {
     Loaded,
     /// A call is in progress.
     Running,
+    /// Suspended: its state is kept as a snapshot and its memory is freed. Any operation that
+    /// needs the instance resumes it first (see [`Sandbox::suspend`]).
+    Suspended,
     /// Destroyed: every operation fails with
     /// [`ErrorKind::InstanceDestroyed`](crate::ErrorKind::InstanceDestroyed).
     Destroyed,
@@ -40,6 +50,7 @@ impl std::fmt::Display for Status {
             Status::Created => "created",
             Status::Loaded => "loaded",
             Status::Running => "running",
+            Status::Suspended => "suspended",
             Status::Destroyed => "destroyed",
         })
     }
@@ -61,6 +72,13 @@ pub(crate) struct Loaded {
     pub module: CompiledModule,
 }
 
+/// What a suspended sandbox keeps to come back: its state, its module and its metrics.
+pub(crate) struct Suspension {
+    pub snapshot: Snapshot,
+    pub module: CompiledModule,
+    pub metrics: SandboxMetrics,
+}
+
 /// An isolated instance of one module, run under the limits of its [`Config`].
 ///
 /// A sandbox owns its wasmtime store: it is `Send`, and a call takes `&mut self`, so it runs
@@ -77,6 +95,8 @@ pub struct Sandbox {
     /// Unique among all stores ever installed in any sandbox; handles into the store
     /// ([`TypedExport`](crate::TypedExport)) carry it, so a stale one is refused, not misused.
     pub(crate) store_token: u64,
+    /// Set while the sandbox is [`Status::Suspended`].
+    pub(crate) suspended: Option<Box<Suspension>>,
 }
 
 /// A fresh store token.
@@ -108,6 +128,70 @@ pub(crate) fn new_store(runtime: &Runtime, config: &Config) -> Store<StoreState>
     store
 }
 
+/// A store with nothing in it and no room for anything: what a sandbox without an instance
+/// (suspended, destroyed) holds. Dropping the old store for it frees the old instance and its
+/// memory. Built without a `Config`, which would build a default cost model each time.
+fn empty_store(runtime: &Runtime) -> Store<StoreState> {
+    let mut store = Store::new(
+        runtime.engine(),
+        StoreState {
+            limiter: Limiter::new(0, 0),
+            rng: ChaCha20Rng::seed_from_u64(0),
+            timestamp: 0,
+            host_calls: 0,
+        },
+    );
+    store.limiter(|state| &mut state.limiter);
+    store
+}
+
+/// Instantiates `module` in `store` (which should hold nothing else), its start function not
+/// run. On error the store may hold a partly made instance: drop it.
+fn instantiate_in(
+    runtime: &Runtime,
+    config: &Config,
+    store: &mut Store<StoreState>,
+    module: &CompiledModule,
+) -> Result<Loaded, Error> {
+    determinism::check_imports(&module.module, &config.host_functions, runtime.engine())?;
+    let custom;
+    let linker = if config.host_functions.is_empty() {
+        runtime.linker()
+    } else {
+        let mut linker = runtime.linker().clone();
+        for function in &config.host_functions {
+            function.define(&mut linker).map_err(Error::engine)?;
+        }
+        custom = linker;
+        &custom
+    };
+    let instance = match linker.instantiate(&mut *store, &module.module) {
+        Ok(instance) => instance,
+        Err(e) if e.is::<MemoryLimitHit>() => {
+            return Err(Error::new(ErrorKind::MemoryExceeded {
+                requested: store.data().limiter.exceeded.unwrap_or(0),
+                limit: config.max_memory_bytes,
+            }));
+        }
+        Err(e) => {
+            return Err(Error::new(ErrorKind::InvalidModule {
+                reason: format!("instantiation failed: {e}"),
+                offset: None,
+            }));
+        }
+    };
+    let gas = instance
+        .get_global(&mut *store, abi::GAS_LEFT_EXPORT)
+        .ok_or_else(|| Error::engine("the instrumented module has no gas counter"))?;
+    let stack = instance.get_global(&mut *store, abi::STACK_LEFT_EXPORT);
+    Ok(Loaded {
+        instance,
+        gas,
+        stack,
+        module: module.clone(),
+    })
+}
+
 impl Sandbox {
     /// A new sandbox, status [`Status::Created`], with the next id of its runtime
     /// (`sandbox-0`, `sandbox-1`, ...).
@@ -136,6 +220,7 @@ impl Sandbox {
             loaded: None,
             metrics,
             store_token: next_token(),
+            suspended: None,
         })
     }
 
@@ -161,12 +246,16 @@ impl Sandbox {
         metrics
     }
 
-    /// Fails unless the sandbox is in `wanted`.
+    /// Fails unless the sandbox is in `wanted`. A suspended sandbox is resumed first when the
+    /// operation wants it loaded: this is what makes resumption transparent.
     pub(crate) fn expect_status(
-        &self,
+        &mut self,
         wanted: Status,
         operation: &'static str,
     ) -> Result<(), Error> {
+        if self.status == Status::Suspended && wanted == Status::Loaded {
+            self.resume()?;
+        }
         match self.status {
             s if s == wanted => Ok(()),
             Status::Destroyed => Err(Error::new(ErrorKind::InstanceDestroyed {
@@ -217,9 +306,16 @@ impl Sandbox {
                 reason: "the module was compiled by another runtime".into(),
             }));
         }
-        let (store, loaded) = self.instantiate(module)?;
+        // A created sandbox's store is fresh (nothing was ever instantiated in it, or a failed
+        // load replaced it): instantiate there rather than build another store.
+        let loaded = match instantiate_in(&self.runtime, &self.config, &mut self.store, module) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                self.store = new_store(&self.runtime, &self.config);
+                return Err(e);
+            }
+        };
         let instance = loaded.instance;
-        self.store = store;
         self.store_token = next_token();
         self.loaded = Some(loaded);
         self.status = Status::Loaded;
@@ -240,59 +336,111 @@ impl Sandbox {
         &self,
         module: &CompiledModule,
     ) -> Result<(Store<StoreState>, Loaded), Error> {
-        let engine = self.runtime.engine().clone();
-        determinism::check_imports(&module.module, &self.config.host_functions, &engine)?;
-        let custom;
-        let linker = if self.config.host_functions.is_empty() {
-            self.runtime.linker()
-        } else {
-            let mut linker = self.runtime.linker().clone();
-            for function in &self.config.host_functions {
-                function.define(&mut linker).map_err(Error::engine)?;
-            }
-            custom = linker;
-            &custom
-        };
         let mut store = new_store(&self.runtime, &self.config);
-        let instance = match linker.instantiate(&mut store, &module.module) {
-            Ok(instance) => instance,
-            Err(e) if e.is::<MemoryLimitHit>() => {
-                return Err(Error::new(ErrorKind::MemoryExceeded {
-                    requested: store.data().limiter.exceeded.unwrap_or(0),
-                    limit: self.config.max_memory_bytes,
-                }));
-            }
-            Err(e) => {
-                return Err(Error::new(ErrorKind::InvalidModule {
-                    reason: format!("instantiation failed: {e}"),
-                    offset: None,
-                }));
-            }
-        };
-        let gas = instance
-            .get_global(&mut store, abi::GAS_LEFT_EXPORT)
-            .ok_or_else(|| Error::engine("the instrumented module has no gas counter"))?;
-        let stack = instance.get_global(&mut store, abi::STACK_LEFT_EXPORT);
-        Ok((
-            store,
-            Loaded {
-                instance,
-                gas,
-                stack,
-                module: module.clone(),
-            },
-        ))
+        let loaded = instantiate_in(&self.runtime, &self.config, &mut store, module)?;
+        Ok((store, loaded))
     }
 
-    /// Frees the instance and its memory. Every later operation fails with
-    /// [`ErrorKind::InstanceDestroyed`]. Destroying twice does nothing.
+    /// Suspends a loaded sandbox: takes a [`Snapshot`], keeps it and the compiled module, and
+    /// drops the instance and its store, which frees the sandbox's linear memory (the snapshot
+    /// keeps only the non-zero 64 KiB pages, on the heap). Status becomes
+    /// [`Status::Suspended`]. Suspending a suspended sandbox does nothing.
+    ///
+    /// [`Sandbox::resume`] makes a fresh instance of the kept module (its start function does
+    /// not run again), restores the snapshot into it and puts the sandbox's metrics back as
+    /// they were. Resumption is transparent: every operation that needs the instance
+    /// ([`Sandbox::call`], [`Sandbox::call_json`], [`Sandbox::typed`], [`Sandbox::snapshot`],
+    /// [`Sandbox::restore`]) resumes a suspended sandbox first, so a host need not know that a
+    /// sandbox was suspended, and nothing is lost: the call gives exactly the results, gas and
+    /// memory it would have given without the suspension. Two things do not survive a
+    /// suspension, as they do not survive a restore into a fresh instance:
+    /// [`TypedExport`](crate::TypedExport) handles made before it are refused afterwards (make
+    /// new ones), and the wall time of the next call includes the resume. A resume that fails
+    /// (the engine out of host memory) leaves the sandbox suspended, with its snapshot.
+    ///
+    /// # Errors
+    /// [`ErrorKind::WrongStatus`] when no module is loaded; [`ErrorKind::InstanceDestroyed`];
+    /// [`ErrorKind::Snapshot`] when the state cannot be saved (a non-null externref, say), in
+    /// which case the sandbox stays loaded and unchanged.
+    pub fn suspend(&mut self) -> Result<(), Error> {
+        if self.status == Status::Suspended {
+            return Ok(());
+        }
+        self.expect_status(Status::Loaded, "suspend")?;
+        let snapshot = self.snapshot()?;
+        let module = match self.loaded.take() {
+            Some(loaded) => loaded.module,
+            None => return Err(Error::engine("no module is loaded")),
+        };
+        self.metrics.suspensions += 1;
+        self.suspended = Some(Box::new(Suspension {
+            snapshot,
+            module,
+            metrics: self.metrics,
+        }));
+        self.store = empty_store(&self.runtime);
+        self.store_token = next_token();
+        self.status = Status::Suspended;
+        tracing::debug!(sandbox = %self.id, "ri-sandbox: sandbox suspended");
+        Ok(())
+    }
+
+    /// Resumes a suspended sandbox: a fresh instance of its module, its snapshot restored
+    /// into it, its metrics as they were. Status becomes [`Status::Loaded`]. Resuming a loaded
+    /// sandbox does nothing. Operations that need the instance do this by themselves.
+    ///
+    /// # Errors
+    /// [`ErrorKind::WrongStatus`] for a sandbox with no module; [`ErrorKind::InstanceDestroyed`];
+    /// [`ErrorKind::Engine`] when wasmtime cannot instantiate (out of host memory). On error
+    /// the sandbox stays suspended, its snapshot kept.
+    pub fn resume(&mut self) -> Result<(), Error> {
+        if self.status != Status::Suspended {
+            return self.expect_status(Status::Loaded, "resume");
+        }
+        let Some(suspension) = self.suspended.take() else {
+            return Err(Error::engine("a suspended sandbox without its snapshot"));
+        };
+        let (store, loaded) = match self.instantiate(&suspension.module) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                self.suspended = Some(suspension);
+                return Err(e);
+            }
+        };
+        self.store = store;
+        self.store_token = next_token();
+        self.loaded = Some(loaded);
+        self.status = Status::Loaded;
+        if let Err(e) = self.restore(&suspension.snapshot) {
+            self.loaded = None;
+            self.store = empty_store(&self.runtime);
+            self.store_token = next_token();
+            self.status = Status::Suspended;
+            self.suspended = Some(suspension);
+            return Err(e);
+        }
+        // `restore` rebuilt the metrics from the snapshot's counters; the sandbox's own are
+        // the same plus the non-deterministic ones (wall time, the last call).
+        self.metrics = suspension.metrics;
+        tracing::debug!(sandbox = %self.id, "ri-sandbox: sandbox resumed");
+        Ok(())
+    }
+
+    /// The state a suspended sandbox will resume from (`None` unless it is suspended): what
+    /// [`Sandbox::snapshot`] would return after resuming, without resuming.
+    pub fn suspended_snapshot(&self) -> Option<&Snapshot> {
+        self.suspended.as_ref().map(|s| &s.snapshot)
+    }
+
+    /// Frees the instance and its memory (and a suspended sandbox's snapshot). Every later
+    /// operation fails with [`ErrorKind::InstanceDestroyed`]. Destroying twice does nothing.
     pub fn destroy(&mut self) {
         if self.status == Status::Destroyed {
             return;
         }
         self.loaded = None;
-        // A fresh, empty store releases the old one's memories and instances.
-        self.store = new_store(&self.runtime, &Config::default().with_max_memory_bytes(0));
+        self.suspended = None;
+        self.store = empty_store(&self.runtime);
         self.store_token = next_token();
         self.status = Status::Destroyed;
     }

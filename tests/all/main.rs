@@ -7,6 +7,7 @@ mod fixtures;
 mod fuzz;
 mod gas;
 mod lifecycle;
+mod pressure;
 mod runtime;
 mod sexpr;
 mod smith;
