@@ -2,8 +2,11 @@
 //! against plain wasmtime in the same run.
 //!
 //! ```sh
-//! cargo run --release --example many_sandboxes -- --count 1000
+//! cargo run --release --example many_sandboxes -- --count 1000 [--pooling]
 //! ```
+//!
+//! With `--pooling`, both sides use wasmtime's pooling allocator with room for the count
+//! (ri-sandbox through `RuntimeConfig::pooling`).
 //!
 //! Compiles `fixtures/add.wasm` once, keeps `--count` sandboxes of it alive at once, calls
 //! each, and measures the resident memory they add (from `/proc/self/statm`, so Linux only)
@@ -17,9 +20,10 @@
 //! `many_sandboxes: N live, K KiB per sandbox (raw wasmtime R KiB), X create+call+destroy/s
 //! (raw wasmtime Y/s)`.
 
-use ri_sandbox::{CompiledModule, Config, Runtime, Sandbox, Value};
+use ri_sandbox::{CompiledModule, Config, PoolingLimits, Runtime, RuntimeConfig, Sandbox, Value};
 use std::error::Error;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 const ADD: &[u8] = include_bytes!("../fixtures/add.wasm");
@@ -29,6 +33,40 @@ const PAGE_SIZE: u64 = 4096;
 const ROUNDS: u32 = 20_000;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+/// Whether both sides use the pooling allocator (`--pooling`).
+static POOLING: AtomicBool = AtomicBool::new(false);
+
+/// Slots for `count` live sandboxes and the rounds around them.
+fn slots(count: usize) -> u32 {
+    u32::try_from(count + 16).unwrap_or(u32::MAX)
+}
+
+fn make_runtime(count: usize) -> Result<Runtime> {
+    let mut config = RuntimeConfig::default();
+    if POOLING.load(Ordering::Relaxed) {
+        config.pooling = Some(PoolingLimits::new(slots(count)));
+    }
+    Ok(Runtime::with_config(config)?)
+}
+
+fn make_engine(count: usize) -> Result<wasmtime::Engine> {
+    let mut config = wasmtime::Config::new();
+    if POOLING.load(Ordering::Relaxed) {
+        let mut pooling = wasmtime::PoolingAllocationConfig::default();
+        pooling
+            .total_core_instances(slots(count))
+            .total_memories(slots(count))
+            .total_tables(slots(count))
+            .max_memory_size(16 << 20);
+        config
+            .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling))
+            .memory_reservation(16 << 20)
+            .memory_guard_size(64 * 1024)
+            .memory_reservation_for_growth(0);
+    }
+    Ok(wasmtime::Engine::new(&config)?)
+}
 
 fn main() -> Result<()> {
     let mut count = 1000usize;
@@ -44,6 +82,7 @@ fn main() -> Result<()> {
                     .map_err(|e| format!("--count: {e}"))?;
             }
             "--memory-of" => memory_of = Some(args.next().ok_or("--memory-of needs a side")?),
+            "--pooling" => POOLING.store(true, Ordering::Relaxed),
             other => return Err(format!("unknown argument {other}; usage: --count N").into()),
         }
     }
@@ -69,7 +108,7 @@ fn report(count: usize) -> Result<()> {
         raw_kib * count as f64 / 1024.0
     );
 
-    let runtime = Runtime::new()?;
+    let runtime = make_runtime(count)?;
     let config = Config::default();
     let compiled = runtime.compile(ADD, &config)?;
     ri_sandbox_rounds(&runtime, &config, &compiled, ROUNDS / 10)?; // warm up
@@ -77,7 +116,7 @@ fn report(count: usize) -> Result<()> {
     ri_sandbox_rounds(&runtime, &config, &compiled, ROUNDS)?;
     let ri_rate = f64::from(ROUNDS) / started.elapsed().as_secs_f64();
 
-    let engine = wasmtime::Engine::default();
+    let engine = make_engine(count)?;
     let module = wasmtime::Module::new(&engine, ADD)?;
     wasmtime_rounds(&engine, &module, ROUNDS / 10)?;
     let started = Instant::now();
@@ -98,9 +137,12 @@ fn report(count: usize) -> Result<()> {
 
 /// Runs this example again to measure one side's memory in a fresh process.
 fn child_memory(side: &str, count: usize) -> Result<f64> {
-    let output = Command::new(std::env::current_exe()?)
-        .args(["--memory-of", side, "--count", &count.to_string()])
-        .output()?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args(["--memory-of", side, "--count", &count.to_string()]);
+    if POOLING.load(Ordering::Relaxed) {
+        command.arg("--pooling");
+    }
+    let output = command.output()?;
     if !output.status.success() {
         return Err(format!(
             "measuring {side}: {}",
@@ -136,7 +178,7 @@ fn expect_sum(got: i32, a: i32, b: i32) -> Result<()> {
 
 /// KiB of resident memory per live sandbox, `count` of them, each called once.
 fn ri_sandbox_memory(count: usize) -> Result<f64> {
-    let runtime = Runtime::new()?;
+    let runtime = make_runtime(count)?;
     let config = Config::default();
     let compiled = runtime.compile(ADD, &config)?;
     ri_sandbox_rounds(&runtime, &config, &compiled, 10)?; // first-use costs out of the way
@@ -160,7 +202,7 @@ fn ri_sandbox_memory(count: usize) -> Result<f64> {
 
 /// The same with plain wasmtime.
 fn wasmtime_memory(count: usize) -> Result<f64> {
-    let engine = wasmtime::Engine::default();
+    let engine = make_engine(count)?;
     let module = wasmtime::Module::new(&engine, ADD)?;
     wasmtime_rounds(&engine, &module, 10)?;
     let mut instances = Vec::with_capacity(count);

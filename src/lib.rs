@@ -45,7 +45,7 @@ pub use manager::Manager;
 pub use metrics::{CallMetrics, SandboxMetrics};
 pub use pressure::{PressureEvent, PressureLevel, PressureMonitor};
 pub use ri_sandbox_instrument as instrument;
-pub use runtime::{CompiledModule, Runtime};
+pub use runtime::{CompiledModule, PoolingLimits, Runtime, RuntimeConfig};
 pub use sandbox::{Sandbox, Status};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use validate::{validate_determinism, DeterminismReport};

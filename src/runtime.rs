@@ -32,6 +32,42 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+/// How a runtime's engine allocates instances.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct RuntimeConfig {
+    /// Use wasmtime's pooling allocator, sized by these limits: instances come from
+    /// preallocated slots, which makes creating and destroying sandboxes cheaper and bounds
+    /// the memory they can take. `None` allocates on demand. Default: `None`.
+    pub pooling: Option<PoolingLimits>,
+}
+
+/// The sizes of a pooling allocator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolingLimits {
+    /// Sandboxes that can be live at once (each holds one instance, one memory and one
+    /// table slot; a module with more memories or tables than one does not fit).
+    pub max_sandboxes: u32,
+    /// Largest linear memory of one sandbox, in bytes; a sandbox's `max_memory_bytes` above it
+    /// cannot be reached.
+    pub max_memory_bytes: u64,
+    /// Largest table of one sandbox, in elements.
+    pub max_table_elements: u64,
+}
+
+impl PoolingLimits {
+    /// Limits for `max_sandboxes` live sandboxes of up to 16 MiB of memory and 10,000 table
+    /// elements each.
+    pub fn new(max_sandboxes: u32) -> PoolingLimits {
+        PoolingLimits {
+            max_sandboxes,
+            max_memory_bytes: crate::limits::DEFAULT_MAX_MEMORY_BYTES,
+            max_table_elements: 10_000,
+        }
+    }
+}
+
 /// The wasmtime settings every ri-sandbox engine uses.
 pub(crate) fn engine_config() -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
@@ -54,7 +90,34 @@ impl Runtime {
     /// # Errors
     /// [`ErrorKind::Engine`] when wasmtime cannot create the engine on this machine.
     pub fn new() -> Result<Runtime, Error> {
-        let engine = wasmtime::Engine::new(&engine_config()).map_err(Error::engine)?;
+        Runtime::with_config(RuntimeConfig::default())
+    }
+
+    /// A runtime whose engine allocates instances as `config` says.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Engine`] when wasmtime cannot create the engine (for example, when the
+    /// pooling allocator cannot reserve the address space its limits ask for).
+    pub fn with_config(config: RuntimeConfig) -> Result<Runtime, Error> {
+        let mut engine_config = engine_config();
+        if let Some(limits) = config.pooling {
+            let bytes = usize::try_from(limits.max_memory_bytes).unwrap_or(usize::MAX);
+            let mut pooling = wasmtime::PoolingAllocationConfig::default();
+            pooling
+                .total_core_instances(limits.max_sandboxes)
+                .total_memories(limits.max_sandboxes)
+                .total_tables(limits.max_sandboxes)
+                .max_memory_size(bytes)
+                .table_elements(usize::try_from(limits.max_table_elements).unwrap_or(usize::MAX));
+            engine_config
+                .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling))
+                // Small slots: reserve only what a memory may reach, with a small guard (bounds
+                // checks become explicit), so many slots fit in the address space.
+                .memory_reservation(limits.max_memory_bytes)
+                .memory_guard_size(64 * 1024)
+                .memory_reservation_for_growth(0);
+        }
+        let engine = wasmtime::Engine::new(&engine_config).map_err(Error::engine)?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("ri-sandbox-epoch".into())

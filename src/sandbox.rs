@@ -173,6 +173,13 @@ fn instantiate_in(
                 limit: config.max_memory_bytes,
             }));
         }
+        Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
+            return Err(Error::new(ErrorKind::Engine {
+                message: format!(
+                    "no free instance slot: the runtime's pooling allocator is full ({e})"
+                ),
+            }));
+        }
         Err(e) => {
             return Err(Error::new(ErrorKind::InvalidModule {
                 reason: format!("instantiation failed: {e}"),

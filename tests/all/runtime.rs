@@ -588,3 +588,40 @@ fn typed_exports_call_fast_and_refuse_to_outlive_their_instance() {
         ErrorKind::InstanceDestroyed { .. }
     ));
 }
+
+#[test]
+fn a_pooling_runtime_runs_sandboxes_and_refuses_past_its_slots() {
+    let runtime = ri_sandbox::Runtime::with_config({
+        let mut config = ri_sandbox::RuntimeConfig::default();
+        config.pooling = Some(ri_sandbox::PoolingLimits::new(8));
+        config
+    })
+    .unwrap();
+    let compiled = runtime
+        .compile(&fixture("counter.wasm"), &Config::default())
+        .unwrap();
+    let mut live = Vec::new();
+    for _ in 0..8 {
+        let mut sandbox = Sandbox::new(&runtime, Config::default()).unwrap();
+        sandbox.load_compiled(&compiled).unwrap();
+        assert_eq!(
+            sandbox.call("increment", &[]).unwrap().values(),
+            &[Value::I32(1)]
+        );
+        live.push(sandbox);
+    }
+    let mut ninth = Sandbox::new(&runtime, Config::default()).unwrap();
+    let err = ninth.load_compiled(&compiled).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Engine { .. }), "{err}");
+    assert!(
+        err.to_string().contains("pooling allocator is full"),
+        "{err}"
+    );
+    // Destroying one frees its slot.
+    live[0].destroy();
+    ninth.load_compiled(&compiled).unwrap();
+    assert_eq!(
+        ninth.call("increment", &[]).unwrap().values(),
+        &[Value::I32(1)]
+    );
+}
