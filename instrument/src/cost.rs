@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 /// module so that a runtime can tell which table a module was metered with.
 #[derive(Clone)]
 pub struct CostModel {
-    prices: Box<[u32]>,
+    /// Shared between clones (a sandbox configuration is cloned per sandbox); copied on write.
+    prices: std::sync::Arc<[u32]>,
     /// SHA-256 of the operator prices, computed on first use (hashing ~700 names is the
     /// expensive part of a fingerprint) and dropped by every change to them.
     prices_digest: std::sync::OnceLock<[u8; 32]>,
@@ -91,7 +92,7 @@ impl UnitPrice {
 
 impl PartialEq for CostModel {
     fn eq(&self, other: &CostModel) -> bool {
-        self.prices == other.prices
+        (std::sync::Arc::ptr_eq(&self.prices, &other.prices) || self.prices == other.prices)
             && self.memory_bytes == other.memory_bytes
             && self.table_elements == other.table_elements
             && self.memory_pages == other.memory_pages
@@ -103,10 +104,7 @@ impl Eq for CostModel {}
 impl Default for CostModel {
     fn default() -> Self {
         CostModel {
-            prices: OPERATORS
-                .iter()
-                .map(|op| default_price(op.name()))
-                .collect(),
+            prices: default_prices(),
             prices_digest: std::sync::OnceLock::new(),
             memory_bytes: UnitPrice::new(1, 3),
             table_elements: UnitPrice::new(1, 0),
@@ -121,6 +119,19 @@ impl std::fmt::Debug for CostModel {
             .field("fingerprint", &hex(&self.fingerprint()[..8]))
             .finish_non_exhaustive()
     }
+}
+
+/// The default table, computed once per process and shared.
+fn default_prices() -> std::sync::Arc<[u32]> {
+    static DEFAULT: std::sync::OnceLock<std::sync::Arc<[u32]>> = std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(|| {
+            OPERATORS
+                .iter()
+                .map(|op| default_price(op.name()))
+                .collect()
+        })
+        .clone()
 }
 
 /// The default price of an operator, by its cost-file name. Documented on [`CostModel`].
@@ -206,7 +217,7 @@ impl CostModel {
     /// Per-unit prices keep their defaults.
     pub fn flat(price: u32) -> CostModel {
         CostModel {
-            prices: vec![price; OPERATORS.len()].into_boxed_slice(),
+            prices: vec![price; OPERATORS.len()].into(),
             prices_digest: std::sync::OnceLock::new(),
             ..CostModel::default()
         }
@@ -223,7 +234,9 @@ impl CostModel {
                 message: format!("unknown operator `{operator}`"),
             })
         })?;
-        self.prices[index] = price;
+        let mut prices = self.prices.to_vec();
+        prices[index] = price;
+        self.prices = prices.into();
         self.prices_digest = std::sync::OnceLock::new();
         Ok(())
     }
