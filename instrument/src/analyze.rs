@@ -136,6 +136,9 @@ impl FunctionPlan {
 /// `v128`), over parameters, locals and the deepest operand stack the function reaches.
 pub const FRAME_BASE_COST: u64 = 64;
 
+/// Leaf functions (that call nothing) whose frame weighs at most this skip stack accounting.
+pub const LEAF_FRAME_LIMIT: u64 = 4096;
+
 /// What the analysis is asked to plan besides gas.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Plan<'a> {
@@ -219,6 +222,7 @@ pub(crate) fn analyze_function(
         plan,
         max_operands: 0,
         uses_v128: false,
+        calls: false,
     };
     analysis.frames.clear();
     analysis.frames.push(Frame {
@@ -270,6 +274,17 @@ pub(crate) fn analyze_function(
 
     let slot = if analysis.uses_v128 { 16 } else { 8 };
     analysis.out.frame_cost = FRAME_BASE_COST + local_slots + analysis.max_operands * slot;
+    if analysis.out.extra.level && !analysis.calls && analysis.out.frame_cost <= LEAF_FRAME_LIMIT {
+        // A leaf calls nothing, so it adds at most one frame, of bounded weight, on top of a
+        // chain that was accounted for: it needs no accounting of its own (ABI section 4).
+        analysis.out.insertions.retain(|i| {
+            !matches!(
+                i.insert,
+                Insert::StackEnter | Insert::StackRelease | Insert::StackRecharge
+            )
+        });
+        analysis.out.extra.level = false;
+    }
     // Insertions were pushed in program order except catch landings at loop starts; a stable
     // sort keeps ties in push order.
     analysis.out.insertions.sort_by_key(|i| i.offset);
@@ -355,6 +370,8 @@ struct Analysis<'a> {
     plan: Plan<'a>,
     max_operands: u64,
     uses_v128: bool,
+    /// Whether the function calls anything (a function that does not is a leaf).
+    calls: bool,
 }
 
 impl Analysis<'_> {
@@ -560,11 +577,16 @@ impl Analysis<'_> {
                 wide: false,
             }),
             Operator::MemoryGrow { .. } => Some(size(UnitKind::MemoryPages)),
+            Operator::Call { .. } | Operator::CallIndirect { .. } | Operator::CallRef { .. } => {
+                self.calls = true;
+                None
+            }
             Operator::ReturnCall { .. }
             | Operator::ReturnCallIndirect { .. }
             | Operator::ReturnCallRef { .. }
                 if self.plan.stack_limit =>
             {
+                self.calls = true;
                 Some(Insert::StackRelease)
             }
             _ => None,

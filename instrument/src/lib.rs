@@ -31,6 +31,7 @@ mod error;
 mod ops;
 mod rewrite;
 
+pub use analyze::LEAF_FRAME_LIMIT;
 pub use cost::{CostModel, UnitPrice};
 pub use error::{Error, ErrorKind};
 
