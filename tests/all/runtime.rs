@@ -625,3 +625,74 @@ fn a_pooling_runtime_runs_sandboxes_and_refuses_past_its_slots() {
         &[Value::I32(1)]
     );
 }
+
+#[test]
+fn host_functions_take_and_return_floats() {
+    let scale = HostFunction::new(
+        "scale",
+        &[ValType::F64, ValType::F32],
+        &[ValType::F64],
+        |_, args| match args {
+            [Value::F64(x), Value::F32(k)] => Ok(vec![Value::F64(x * f64::from(*k))]),
+            other => Err(HostError::new(format!("unexpected {other:?}"))),
+        },
+    );
+    let module = br#"(module
+        (import "env" "scale" (func $scale (param f64 f32) (result f64)))
+        (func (export "f") (param f64) (result f64) local.get 0 f32.const 2.5 call $scale))"#;
+    let mut sandbox = Sandbox::new(runtime(), Config::default().with_host_function(scale)).unwrap();
+    sandbox.load(module).unwrap();
+    let run = sandbox.call("f", &[Value::F64(4.0)]).unwrap();
+    assert_eq!(run.values(), &[Value::F64(10.0)]);
+    assert_eq!(Value::parse("f64", "1.5"), Some(Value::F64(1.5)));
+    assert_eq!(Value::parse("i32", "x"), None);
+    assert_eq!(Value::F64(10.0).to_string(), "10");
+}
+
+#[test]
+fn host_memory_access_is_bounds_checked() {
+    let reader = |ptr: u64, len: u64| {
+        HostFunction::new("peek", &[], &[ValType::I32], move |cx, _| {
+            let bytes = cx.read_memory(ptr, len)?;
+            Ok(vec![Value::I32(bytes.len() as i32)])
+        })
+    };
+    let with_memory = br#"(module
+        (import "env" "peek" (func $peek (result i32)))
+        (memory (export "memory") 1)
+        (func (export "f") (result i32) call $peek))"#;
+    let mut sandbox = Sandbox::new(
+        runtime(),
+        Config::default().with_host_function(reader(65530, 6)),
+    )
+    .unwrap();
+    sandbox.load(with_memory).unwrap();
+    assert_eq!(sandbox.call("f", &[]).unwrap().values(), &[Value::I32(6)]);
+
+    let mut sandbox = Sandbox::new(
+        runtime(),
+        Config::default().with_host_function(reader(65530, 7)),
+    )
+    .unwrap();
+    sandbox.load(with_memory).unwrap();
+    let err = sandbox.call("f", &[]).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::HostFunction { message, .. } if message.contains("outside guest memory")),
+        "{err}"
+    );
+
+    let without_memory = br#"(module
+        (import "env" "peek" (func $peek (result i32)))
+        (func (export "f") (result i32) call $peek))"#;
+    let mut sandbox = Sandbox::new(
+        runtime(),
+        Config::default().with_host_function(reader(0, 1)),
+    )
+    .unwrap();
+    sandbox.load(without_memory).unwrap();
+    let err = sandbox.call("f", &[]).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::HostFunction { message, .. } if message.contains("exports no memory")),
+        "{err}"
+    );
+}
