@@ -123,8 +123,7 @@ impl Sandbox {
     /// [`ErrorKind::HostFunction`]. After any of them the sandbox is loaded again and usable.
     pub fn call(&mut self, export: &str, args: &[Value]) -> Result<Execution, Error> {
         self.expect_status(Status::Loaded, "call")?;
-        let func = self.export_func(export)?;
-        let ty = func.ty(&self.store);
+        let (func, ty) = self.cached_export(export)?;
         let params: Vec<Val> = args.iter().map(|a| a.to_wasmtime()).collect();
         let matches = ty.params().len() == params.len()
             && ty
@@ -272,6 +271,19 @@ impl Sandbox {
             .as_ref()
             .map(|l| l.instance)
             .ok_or_else(|| Error::engine("no module is loaded"))
+    }
+
+    /// A function export and its type, from the per-instance cache or looked up once.
+    fn cached_export(&mut self, export: &str) -> Result<(Func, wasmtime::FuncType), Error> {
+        if let Some(hit) = self.loaded.as_ref().and_then(|l| l.exports.get(export)) {
+            return Ok(hit.clone());
+        }
+        let func = self.export_func(export)?;
+        let ty = func.ty(&self.store);
+        if let Some(loaded) = self.loaded.as_mut() {
+            loaded.exports.insert(export.into(), (func, ty.clone()));
+        }
+        Ok((func, ty))
     }
 
     fn export_func(&mut self, export: &str) -> Result<Func, Error> {

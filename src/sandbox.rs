@@ -70,6 +70,8 @@ pub(crate) struct Loaded {
     pub gas: Global,
     pub stack: Option<Global>,
     pub module: CompiledModule,
+    /// Function exports looked up so far, with their types: calls by name look here first.
+    pub exports: std::collections::HashMap<Box<str>, (wasmtime::Func, wasmtime::FuncType)>,
 }
 
 /// What a suspended sandbox keeps to come back: its state, its module and its metrics.
@@ -196,6 +198,7 @@ fn instantiate_in(
         gas,
         stack,
         module: module.clone(),
+        exports: std::collections::HashMap::new(),
     })
 }
 
