@@ -238,3 +238,25 @@ fn forged_and_foreign_modules_are_refused() {
         .load_precompiled(&tampered, &config, b"host key")
         .is_err());
 }
+
+#[test]
+fn a_different_engine_configuration_misses() {
+    let dir = TempDir::new("engine");
+    let config = Config::default();
+    let module = fixture("fibonacci.wasm");
+    let cache = ModuleCache::on_disk(&dir.0, 1 << 30, 4).unwrap();
+    runtime().compile_cached(&module, &config, &cache).unwrap();
+    // Pooling with small memory reservations compiles different bounds checks: another
+    // engine configuration, so another key.
+    let pooled = Runtime::with_config({
+        let mut c = ri_sandbox::RuntimeConfig::default();
+        c.pooling = Some(ri_sandbox::PoolingLimits::new(4));
+        c
+    })
+    .unwrap();
+    let compiled = pooled.compile_cached(&module, &config, &cache).unwrap();
+    let m = cache.metrics();
+    assert_eq!((m.misses, m.memory_hits, m.disk_hits), (2, 0, 0), "{m:?}");
+    assert_eq!(fib20(&pooled, &compiled, &config), Value::I32(6765));
+    assert_eq!(entries(&dir.0).len(), 2);
+}
