@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one file per area.
 
 mod cache;
+mod cli;
 mod common;
 mod engines;
 mod fixtures;
