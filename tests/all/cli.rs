@@ -102,30 +102,21 @@ fn limits_and_determinism_flags_take_effect() {
         "{}",
         stdout(&now)
     );
-    let a = run(&[
-        "run",
-        tr.to_str().unwrap(),
-        "--invoke",
-        "random",
-        "--seed",
-        "9",
-    ]);
-    let b = run(&[
-        "run",
-        tr.to_str().unwrap(),
-        "--invoke",
-        "random",
-        "--seed",
-        "9",
-    ]);
-    let c = run(&[
-        "run",
-        tr.to_str().unwrap(),
-        "--invoke",
-        "random",
-        "--seed",
-        "10",
-    ]);
+    let random_with_seed = |seed: &str| {
+        run(&[
+            "run",
+            tr.to_str().unwrap(),
+            "--invoke",
+            "random",
+            "--seed",
+            seed,
+        ])
+    };
+    let (a, b, c) = (
+        random_with_seed("9"),
+        random_with_seed("9"),
+        random_with_seed("10"),
+    );
     let first = |o: &Output| stdout(o).lines().next().unwrap_or_default().to_string();
     assert_eq!(first(&a), first(&b));
     assert_ne!(first(&a), first(&c));
