@@ -2,27 +2,9 @@
 //! and stack limit, corrupt and truncated entries rebuilt, concurrent processes, eviction,
 //! and forged or foreign modules refused.
 
-use crate::common::{fixture, runtime};
+use crate::common::{fixture, fixture_path, runtime, TempDir};
 use ri_sandbox::{Config, ErrorKind, ModuleCache, Runtime, Sandbox, Value};
 use std::path::{Path, PathBuf};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("ri-sandbox-cache-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn fib20(runtime: &Runtime, compiled: &ri_sandbox::CompiledModule, config: &Config) -> Value {
     let mut sandbox = Sandbox::new(runtime, config.clone()).unwrap();
@@ -56,7 +38,7 @@ fn memory_cache_hits_after_a_miss() {
 
 #[test]
 fn disk_cache_survives_the_process_and_keys_on_costs_and_stack_limit() {
-    let dir = TempDir::new("disk");
+    let dir = TempDir::new("cache-disk");
     let config = Config::default();
     let module = fixture("fibonacci.wasm");
     {
@@ -87,7 +69,7 @@ fn disk_cache_survives_the_process_and_keys_on_costs_and_stack_limit() {
 
 #[test]
 fn corrupt_and_truncated_entries_are_rebuilt_not_loaded() {
-    let dir = TempDir::new("corrupt");
+    let dir = TempDir::new("cache-corrupt");
     let config = Config::default();
     let module = fixture("fibonacci.wasm");
     runtime()
@@ -120,7 +102,7 @@ fn corrupt_and_truncated_entries_are_rebuilt_not_loaded() {
 
 #[test]
 fn eviction_keeps_the_directory_under_its_limit() {
-    let dir = TempDir::new("evict");
+    let dir = TempDir::new("cache-evict");
     let config = Config::default();
     let one = {
         let cache = ModuleCache::on_disk(&dir.0, 1 << 30, 1).unwrap();
@@ -151,9 +133,9 @@ fn eviction_keeps_the_directory_under_its_limit() {
 
 #[test]
 fn two_processes_filling_one_cache_both_succeed() {
-    let dir = TempDir::new("processes");
+    let dir = TempDir::new("cache-processes");
     let bin = env!("CARGO_BIN_EXE_ri-sandbox");
-    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fibonacci.wat");
+    let module = fixture_path("fibonacci.wat");
     let spawn = || {
         std::process::Command::new(bin)
             .args(["run", module.to_str().unwrap(), "--invoke", "fib", "15"])
@@ -241,7 +223,7 @@ fn forged_and_foreign_modules_are_refused() {
 
 #[test]
 fn a_different_engine_configuration_misses() {
-    let dir = TempDir::new("engine");
+    let dir = TempDir::new("cache-engine");
     let config = Config::default();
     let module = fixture("fibonacci.wasm");
     let cache = ModuleCache::on_disk(&dir.0, 1 << 30, 4).unwrap();

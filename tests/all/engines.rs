@@ -13,6 +13,29 @@ pub enum Value {
     F64(u64),
 }
 
+impl Value {
+    /// The wasmtime value with the same bits.
+    pub fn to_wasmtime(self) -> wasmtime::Val {
+        match self {
+            Value::I32(v) => wasmtime::Val::I32(v),
+            Value::I64(v) => wasmtime::Val::I64(v),
+            Value::F32(v) => wasmtime::Val::F32(v),
+            Value::F64(v) => wasmtime::Val::F64(v),
+        }
+    }
+
+    /// The value with the same bits as a numeric wasmtime result.
+    pub fn from_wasmtime(value: &wasmtime::Val) -> Result<Value, String> {
+        match *value {
+            wasmtime::Val::I32(v) => Ok(Value::I32(v)),
+            wasmtime::Val::I64(v) => Ok(Value::I64(v)),
+            wasmtime::Val::F32(v) => Ok(Value::F32(v)),
+            wasmtime::Val::F64(v) => Ok(Value::F64(v)),
+            ref other => Err(format!("unsupported result {other:?}")),
+        }
+    }
+}
+
 /// How a call ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -133,15 +156,7 @@ impl Instance for Wasmtime {
             .instance
             .get_func(&mut self.store, name)
             .ok_or_else(|| format!("no export `{name}`"))?;
-        let params: Vec<Val> = args
-            .iter()
-            .map(|a| match *a {
-                Value::I32(v) => Val::I32(v),
-                Value::I64(v) => Val::I64(v),
-                Value::F32(v) => Val::F32(v),
-                Value::F64(v) => Val::F64(v),
-            })
-            .collect();
+        let params: Vec<Val> = args.iter().map(|a| a.to_wasmtime()).collect();
         let ty = func.ty(&self.store);
         let mut results = vec![Val::I32(0); ty.results().len()];
         self.gas
@@ -163,13 +178,7 @@ impl Instance for Wasmtime {
             Ok(()) => Outcome::Returned(
                 results
                     .iter()
-                    .map(|v| match v {
-                        Val::I32(v) => Ok(Value::I32(*v)),
-                        Val::I64(v) => Ok(Value::I64(*v)),
-                        Val::F32(v) => Ok(Value::F32(*v)),
-                        Val::F64(v) => Ok(Value::F64(*v)),
-                        other => Err(format!("unsupported result {other:?}")),
-                    })
+                    .map(Value::from_wasmtime)
                     .collect::<Result<_, _>>()?,
             ),
             Err(e) if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) => {

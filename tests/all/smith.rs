@@ -669,15 +669,7 @@ impl OracleInstance {
             .instance
             .get_func(&mut self.store, name)
             .ok_or_else(|| format!("no export `{name}`"))?;
-        let params: Vec<Val> = args
-            .iter()
-            .map(|a| match *a {
-                Value::I32(v) => Val::I32(v),
-                Value::I64(v) => Val::I64(v),
-                Value::F32(v) => Val::F32(v),
-                Value::F64(v) => Val::F64(v),
-            })
-            .collect();
+        let params: Vec<Val> = args.iter().map(|a| a.to_wasmtime()).collect();
         let mut results = vec![Val::I32(0); func.ty(&self.store).results().len()];
         let before = self.count.get(&mut self.store).unwrap_i64();
         for flag in [self.unpayable, self.threw] {
@@ -692,13 +684,7 @@ impl OracleInstance {
             Ok(()) => Outcome::Returned(
                 results
                     .iter()
-                    .map(|v| match v {
-                        Val::I32(v) => Ok(Value::I32(*v)),
-                        Val::I64(v) => Ok(Value::I64(*v)),
-                        Val::F32(v) => Ok(Value::F32(*v)),
-                        Val::F64(v) => Ok(Value::F64(*v)),
-                        other => Err(format!("unsupported result {other:?}")),
-                    })
+                    .map(Value::from_wasmtime)
                     .collect::<Result<_, _>>()?,
             ),
             Err(_) => Outcome::Trapped,
@@ -806,15 +792,7 @@ fn replay_wasmtime(
     let gas = instance.get_global(&mut store, abi::GAS_LEFT_EXPORT);
     let mut call = |name: &str, args: &[Value]| -> Replayed {
         let func = instance.get_func(&mut store, name).expect("exported");
-        let params: Vec<Val> = args
-            .iter()
-            .map(|a| match *a {
-                Value::I32(v) => Val::I32(v),
-                Value::I64(v) => Val::I64(v),
-                Value::F32(v) => Val::F32(v),
-                Value::F64(v) => Val::F64(v),
-            })
-            .collect();
+        let params: Vec<Val> = args.iter().map(|a| a.to_wasmtime()).collect();
         let mut results = vec![Val::I32(0); func.ty(&store).results().len()];
         if let Some(gas) = gas {
             gas.set(&mut store, Val::I64(BUDGET)).expect("gas global");
@@ -823,13 +801,7 @@ fn replay_wasmtime(
             .map_err(|_| None)?;
         Ok(results
             .iter()
-            .map(|v| match v {
-                Val::I32(v) => Value::I32(*v),
-                Val::I64(v) => Value::I64(*v),
-                Val::F32(v) => Value::F32(*v),
-                Val::F64(v) => Value::F64(*v),
-                other => panic!("non-numeric result {other:?}"),
-            })
+            .map(|v| Value::from_wasmtime(v).expect("numeric result"))
             .collect())
     };
     replay(calls, metered, last, &mut call)

@@ -1,7 +1,7 @@
 //! Snapshot and restore through the public API and the CLI, the wire format's checks, the
 //! stored snapshots in `fixtures/snapshots/`, and the determinism validator.
 
-use crate::common::{fixture, runtime};
+use crate::common::{fixture, fixture_path, runtime, TempDir};
 use ri_sandbox::{
     validate_determinism, Config, ErrorKind, HostFunction, Payload, Sandbox, Snapshot,
     SnapshotError, ValType, Value,
@@ -343,10 +343,9 @@ fn stored_snapshots_still_load() {
 #[test]
 fn snapshots_cross_processes_through_the_cli() {
     let bin = env!("CARGO_BIN_EXE_ri-sandbox");
-    let dir = std::env::temp_dir().join(format!("ri-sandbox-cli-snap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let snap = dir.join("counter.snap");
-    let counter = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/counter.wat");
+    let dir = TempDir::new("cli-snap");
+    let snap = dir.0.join("counter.snap");
+    let counter = fixture_path("counter.wat");
     let run = |extra: &[&str]| {
         let out = std::process::Command::new(bin)
             .args(["run", counter.to_str().unwrap(), "--invoke", "increment"])
@@ -381,7 +380,6 @@ fn snapshots_cross_processes_through_the_cli() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("snapshot"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
