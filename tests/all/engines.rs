@@ -67,7 +67,9 @@ pub trait Instance {
     fn call(&mut self, name: &str, args: &[Value], budget: i64) -> Result<Call, String>;
 }
 
-pub fn wasmtime_engine() -> wasmtime::Engine {
+/// The proposals the tests' wasmtime engines enable: those instrumented modules may use. Plain
+/// wasmtime settings otherwise, not the runtime's (the ABI must run on any engine).
+pub fn wasmtime_config() -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config
         .wasm_tail_call(true)
@@ -76,8 +78,13 @@ pub fn wasmtime_engine() -> wasmtime::Engine {
         .wasm_function_references(true)
         .wasm_exceptions(true)
         .wasm_gc(true)
-        .wasm_extended_const(true)
-        .epoch_interruption(true);
+        .wasm_extended_const(true);
+    config
+}
+
+pub fn wasmtime_engine() -> wasmtime::Engine {
+    let mut config = wasmtime_config();
+    config.epoch_interruption(true);
     let engine = wasmtime::Engine::new(&config).expect("wasmtime engine");
     let ticker = engine.weak();
     std::thread::spawn(move || {

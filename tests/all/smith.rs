@@ -602,15 +602,8 @@ fn size_charge(out: &mut Vec<u8>, temps: &Temps, wide: bool, unit: UnitPrice) {
 /// oracle, which has no NaN canonicalization of ri-sandbox's, give the same bits. wasmi runs
 /// with `engines::wasmi_engine` as it is.
 fn wasmtime_engine() -> wasmtime::Engine {
-    let mut config = wasmtime::Config::new();
+    let mut config = engines::wasmtime_config();
     config
-        .wasm_tail_call(true)
-        .wasm_multi_memory(true)
-        .wasm_memory64(true)
-        .wasm_function_references(true)
-        .wasm_exceptions(true)
-        .wasm_gc(true)
-        .wasm_extended_const(true)
         .cranelift_nan_canonicalization(true)
         .cranelift_opt_level(wasmtime::OptLevel::None)
         .max_wasm_stack(2 << 20);

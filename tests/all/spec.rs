@@ -113,16 +113,7 @@ struct Runner {
 }
 
 fn engine() -> Engine {
-    let mut config = wasmtime::Config::new();
-    config
-        .wasm_tail_call(true)
-        .wasm_multi_memory(true)
-        .wasm_memory64(true)
-        .wasm_function_references(true)
-        .wasm_exceptions(true)
-        .wasm_gc(true)
-        .wasm_extended_const(true);
-    Engine::new(&config).expect("engine")
+    Engine::new(&crate::engines::wasmtime_config()).expect("engine")
 }
 
 impl Runner {
