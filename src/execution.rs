@@ -14,7 +14,7 @@ use crate::host::{HostFailure, HostOutOfGas};
 use crate::limits::MemoryLimitHit;
 use crate::metrics::CallMetrics;
 use crate::sandbox::{Sandbox, Status};
-use crate::value::{type_name, Value};
+use crate::value::Value;
 use std::time::{Duration, Instant};
 use wasmtime::{Func, Val};
 
@@ -136,7 +136,7 @@ impl Sandbox {
                 expected: format!(
                     "({})",
                     ty.params()
-                        .map(|t| type_name(&t))
+                        .map(|t| t.to_string())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -261,8 +261,8 @@ impl Sandbox {
         let func = self.export_func(export).ok()?;
         let ty = func.ty(&self.store);
         Some((
-            ty.params().map(|t| type_name(&t)).collect(),
-            ty.results().map(|t| type_name(&t)).collect(),
+            ty.params().map(|t| t.to_string()).collect(),
+            ty.results().map(|t| t.to_string()).collect(),
         ))
     }
 

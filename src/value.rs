@@ -72,7 +72,3 @@ impl std::fmt::Display for Value {
         }
     }
 }
-
-pub(crate) fn type_name(ty: &wasmtime::ValType) -> String {
-    ty.to_string()
-}
