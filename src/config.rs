@@ -6,6 +6,7 @@ use crate::limits::{
     DEFAULT_MAX_EXECUTION_MS, DEFAULT_MAX_GAS, DEFAULT_MAX_MEMORY_BYTES,
     DEFAULT_MAX_TABLE_ELEMENTS, DEFAULT_STACK_LIMIT,
 };
+use crate::wasi::WasiConfig;
 use ri_sandbox_instrument::{CostModel, Options};
 
 /// How a sandbox runs. Build it with `Config::default()` and the `with_*` methods, or set the
@@ -44,6 +45,9 @@ pub struct Config {
     /// per call, about a third of a fast call's overhead). The timeout works either way.
     /// Default: `true`.
     pub measure_wall_time: bool,
+    /// Deterministic WASI preview1 for programs compiled for `wasm32-wasip1` (see
+    /// [`crate::wasi`]). `None` refuses every WASI import, by name. Default: `None`.
+    pub wasi: Option<WasiConfig>,
 }
 
 impl Default for Config {
@@ -59,11 +63,18 @@ impl Default for Config {
             costs: CostModel::default(),
             host_functions: Vec::new(),
             measure_wall_time: true,
+            wasi: None,
         }
     }
 }
 
 impl Config {
+    /// Enables deterministic WASI with this configuration ([`wasi`](Config::wasi)).
+    pub fn with_wasi(mut self, wasi: WasiConfig) -> Config {
+        self.wasi = Some(wasi);
+        self
+    }
+
     /// Sets [`max_memory_bytes`](Config::max_memory_bytes).
     pub fn with_max_memory_bytes(mut self, bytes: u64) -> Config {
         self.max_memory_bytes = bytes;

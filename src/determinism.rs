@@ -8,7 +8,8 @@
 //!   seeded from the configured seed; its position is sandbox state (snapshots keep it).
 //! - **Ambient imports** (WASI, environment, file system): refused at load; every import must
 //!   be a declared host function or one of the two above. Each accepted import is logged with
-//!   `tracing` for audit.
+//!   `tracing` for audit. The one exception is opt-in: [`Config::wasi`](crate::Config::wasi)
+//!   links a WASI preview1 in which every answer is deterministic ([`crate::wasi`]).
 //! - **NaN bits**: canonicalized by the instrumenter, which the runtime always asks for. The
 //!   engine's own NaN canonicalization is off: it would canonicalize every result a second time,
 //!   and it costs more than the instrumenter's (f64 matrix multiply: 3.7x plain with it,
@@ -70,6 +71,7 @@ pub(crate) fn define_imports(linker: &mut wasmtime::Linker<StoreState>) -> wasmt
 pub(crate) fn check_imports(
     module: &wasmtime::Module,
     host_functions: &[HostFunction],
+    wasi: bool,
     engine: &wasmtime::Engine,
 ) -> Result<(), Error> {
     let mut rejected = Vec::new();
@@ -82,7 +84,11 @@ pub(crate) fn check_imports(
                     && ty.params().len() == 0
                     && ty.results().len() == 1
                     && matches!(ty.results().next(), Some(wasmtime::ValType::I64));
+                let wasi_function = wasi
+                    && import.module() == crate::wasi::MODULE
+                    && crate::wasi::is_wasi_function(import.name(), &ty);
                 deterministic
+                    || wasi_function
                     || host_functions.iter().any(|f| {
                         f.module == import.module()
                             && f.name == import.name()
@@ -105,6 +111,9 @@ pub(crate) fn check_imports(
         format!("{DETERMINISTIC_MODULE}.{TIME_IMPORT}"),
         format!("{DETERMINISTIC_MODULE}.{RANDOM_IMPORT}"),
     ];
+    if wasi {
+        provided.push(format!("{}.*", crate::wasi::MODULE));
+    }
     provided.extend(
         host_functions
             .iter()

@@ -98,7 +98,7 @@ pub enum ErrorKind {
         if rejected.len() == 1 { "" } else { "s" },
         rejected.join(", "),
         if provided.is_empty() { "nothing".to_string() } else { provided.join(", ") },
-        if rejected.iter().any(|r| r.starts_with("wasi")) { " (WASI is not available: no ambient imports)" } else { "" })]
+        if rejected.iter().any(|r| r.starts_with("wasi")) { " (WASI is refused unless the sandbox enables it with Config::wasi)" } else { "" })]
     RejectedImport {
         /// The imports that were refused, as `module.name`.
         rejected: Vec<String>,
@@ -171,6 +171,22 @@ pub enum ErrorKind {
     InvalidJson {
         /// What is wrong with it.
         reason: String,
+    },
+    /// A WASI program called `proc_exit`. Not a failure: the program ended itself, with this
+    /// code; [`Sandbox::run_command`](crate::Sandbox::run_command) returns it as its outcome.
+    #[error("the program exited with code {code}")]
+    Exit {
+        /// The exit code.
+        code: i32,
+    },
+    /// A WASI program wrote more to stdout or stderr than the buffer may hold
+    /// ([`WasiConfig::max_output_bytes`](crate::wasi::WasiConfig::max_output_bytes)).
+    #[error("output limit exceeded: {stream} would hold more than {limit} bytes")]
+    OutputLimit {
+        /// Which stream.
+        stream: crate::wasi::Stream,
+        /// The limit in bytes.
+        limit: u64,
     },
     /// Snapshot capture, decoding or restore failed.
     #[error("snapshot error: {0}")]
@@ -269,6 +285,6 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("wasi_snapshot_preview1.fd_write"), "{text}");
         assert!(text.contains("provides nothing"), "{text}");
-        assert!(text.contains("WASI is not available"), "{text}");
+        assert!(text.contains("WASI is refused unless"), "{text}");
     }
 }

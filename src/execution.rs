@@ -371,7 +371,9 @@ impl Sandbox {
                 .map_err(Error::engine)?;
         }
         let ticks = match self.config.max_execution_ms {
-            0 => u64::MAX,
+            // "No limit": far in the future, with room for wasmtime to add the current
+            // epoch (u64::MAX would overflow there and, wrapped, fire at once).
+            0 => u64::MAX / 2,
             ms => ms.div_ceil(crate::runtime::EPOCH_TICK.as_millis() as u64),
         };
         self.store.set_epoch_deadline(ticks);
@@ -380,6 +382,10 @@ impl Sandbox {
             state.limiter.exceeded = None;
             state.limiter.peak_bytes = state.limiter.memory_bytes;
             state.host_calls = 0;
+            if let Some(wasi) = state.wasi.as_mut() {
+                wasi.gas_before_call = self.metrics.gas_used;
+                wasi.budget = budget;
+            }
         }
         self.status = Status::Running;
         let started = self.config.measure_wall_time.then(Instant::now);
@@ -433,6 +439,15 @@ impl Sandbox {
             return Error::new(ErrorKind::GasExhausted {
                 used: config.max_gas,
                 limit: config.max_gas,
+            });
+        }
+        if let Some(exit) = error.downcast_ref::<crate::wasi::ProcExit>() {
+            return Error::new(ErrorKind::Exit { code: exit.0 });
+        }
+        if let Some(hit) = error.downcast_ref::<crate::wasi::OutputLimitHit>() {
+            return Error::new(ErrorKind::OutputLimit {
+                stream: hit.stream,
+                limit: hit.limit,
             });
         }
         if let Some(failure) = error.downcast_ref::<HostFailure>() {

@@ -35,6 +35,7 @@ mod sandbox;
 pub mod snapshot;
 mod validate;
 mod value;
+pub mod wasi;
 
 pub use cache::{CacheMetrics, ModuleCache};
 pub use config::Config;
@@ -50,6 +51,7 @@ pub use sandbox::{Sandbox, Status};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use validate::{validate_determinism, DeterminismReport};
 pub use value::Value;
+pub use wasi::{CommandOutcome, WasiConfig};
 pub use wasmtime::{WasmParams, WasmResults};
 
 #[cfg(test)]

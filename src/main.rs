@@ -5,16 +5,22 @@
 //!                [--timeout-ms N] [--seed N] [--timestamp N] [--json VALUE]
 //!                [--restore SNAPSHOT] [--snapshot-out SNAPSHOT]
 //!                [--cache-dir DIR] [--precompiled --key-file KEY]
+//! ri-sandbox run --wasi MODULE [--invoke EXPORT] [--stdin FILE] [--env KEY=VALUE]...
+//!                [--max-output BYTES] [limits as above] [-- PROGRAM_ARGS...]
 //! ri-sandbox precompile MODULE -o READY_FILE --key-file KEY
 //! ```
+//!
+//! `--wasi` runs a program compiled for `wasm32-wasip1` under deterministic WASI
+//! (`ri_sandbox::wasi`): without `--invoke` its `_start` runs with the arguments after `--`
+//! (`argv[0]` is MODULE as given) and the stdin bytes of FILE (none without it). Its stdout
+//! and stderr go to the command's own, the summary (gas, memory, time) to stderr, and its
+//! `proc_exit` code becomes the command's exit status. In this mode the limits default to
+//! what whole programs need: 10^10 gas, 256 MiB of memory, 10 s, 64 MiB of output per stream.
 //!
 //! `--cache-dir` keeps instrumented and compiled modules in DIR, so the second run of a large
 //! module starts at once. `precompile` writes a *ready file* (instrumented module and compiled
 //! artifact, authenticated with HMAC-SHA256 under the key in KEY) that `run --precompiled`
 //! loads without instrumenting or compiling.
-//!
-//! ```text
-//! ```
 //!
 //! Prints the result, gas used, peak memory and time. Any error prints one line to stderr and
 //! exits with status 1 (2 for a usage error). This file does I/O only.
@@ -26,7 +32,15 @@ const USAGE: &str = "usage: ri-sandbox run MODULE.wasm|MODULE.wat --invoke EXPOR
     [--gas N] [--memory BYTES] [--timeout-ms N] [--seed N] [--timestamp N] [--json VALUE]
     [--restore SNAPSHOT] [--snapshot-out SNAPSHOT] [--cache-dir DIR]
     [--precompiled --key-file KEY]
+       ri-sandbox run --wasi MODULE [--invoke EXPORT] [--stdin FILE] [--env KEY=VALUE]...
+    [--max-output BYTES] [other run options] [-- PROGRAM_ARGS...]
        ri-sandbox precompile MODULE -o READY_FILE --key-file KEY";
+
+/// `--wasi`'s defaults, for whole programs rather than single calls.
+const WASI_GAS: u64 = 10_000_000_000;
+const WASI_MEMORY: u64 = 256 << 20;
+const WASI_TIMEOUT_MS: u64 = 10_000;
+const WASI_MAX_OUTPUT: u64 = 64 << 20;
 
 struct Run {
     module: String,
@@ -39,6 +53,22 @@ struct Run {
     cache_dir: Option<String>,
     precompiled: bool,
     key_file: Option<String>,
+    /// `--wasi` (the program's arguments and environment are in `config.wasi`).
+    wasi: bool,
+    /// `--stdin FILE`.
+    stdin: Option<String>,
+}
+
+/// What a run prints: the summary, and a WASI program's output and exit code.
+struct Report {
+    summary: String,
+    wasi: Option<WasiReport>,
+}
+
+struct WasiReport {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    exit_code: i32,
 }
 
 enum Command {
@@ -107,17 +137,42 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Command, Failure> {
     let mut cache_dir = None;
     let mut precompiled = false;
     let mut key_file = None;
+    let mut wasi = false;
+    let mut wasi_config = ri_sandbox::WasiConfig::default().with_max_output_bytes(WASI_MAX_OUTPUT);
+    let mut program_args = Vec::new();
+    let mut stdin = None;
+    let (mut gas, mut memory, mut timeout) = (None, None, None);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--wasi" => wasi = true,
+            "--" => program_args.extend(args.by_ref()),
+            "--stdin" => {
+                stdin = Some(
+                    args.next()
+                        .ok_or_else(|| Failure::Usage("--stdin needs a file".into()))?,
+                )
+            }
+            "--env" => {
+                let pair = args
+                    .next()
+                    .ok_or_else(|| Failure::Usage("--env needs KEY=VALUE".into()))?;
+                let (key, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| Failure::Usage(format!("--env: `{pair}` is not KEY=VALUE")))?;
+                wasi_config = wasi_config.with_env(key, value);
+            }
+            "--max-output" => {
+                wasi_config.max_output_bytes = number("--max-output", args.next())?;
+            }
             "--invoke" => {
                 export = Some(
                     args.next()
                         .ok_or_else(|| Failure::Usage("--invoke needs an export name".into()))?,
                 )
             }
-            "--gas" => config.max_gas = number("--gas", args.next())?,
-            "--memory" => config.max_memory_bytes = number("--memory", args.next())?,
-            "--timeout-ms" => config.max_execution_ms = number("--timeout-ms", args.next())?,
+            "--gas" => gas = Some(number("--gas", args.next())?),
+            "--memory" => memory = Some(number("--memory", args.next())?),
+            "--timeout-ms" => timeout = Some(number("--timeout-ms", args.next())?),
             "--seed" => config.seed = number("--seed", args.next())?,
             "--timestamp" => config.event_timestamp = number("--timestamp", args.next())?,
             "--json" => {
@@ -161,9 +216,36 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Command, Failure> {
     if precompiled && key_file.is_none() {
         return Err(Failure::Usage("--precompiled needs --key-file KEY".into()));
     }
+    let module = module.ok_or_else(|| Failure::Usage(format!("no module given\n{USAGE}")))?;
+    config.max_gas = gas.unwrap_or(if wasi { WASI_GAS } else { config.max_gas });
+    config.max_memory_bytes = memory.unwrap_or(if wasi {
+        WASI_MEMORY
+    } else {
+        config.max_memory_bytes
+    });
+    config.max_execution_ms = timeout.unwrap_or(if wasi {
+        WASI_TIMEOUT_MS
+    } else {
+        config.max_execution_ms
+    });
+    if wasi {
+        wasi_config.args = std::iter::once(module.clone())
+            .chain(program_args)
+            .collect();
+        config.wasi = Some(wasi_config);
+    } else if !program_args.is_empty() || stdin.is_some() {
+        return Err(Failure::Usage(
+            "program arguments and --stdin need --wasi".into(),
+        ));
+    }
+    let export = match export {
+        Some(export) => export,
+        None if wasi => "_start".to_string(),
+        None => return Err(Failure::Usage(format!("no --invoke EXPORT\n{USAGE}"))),
+    };
     Ok(Command::Run(Box::new(Run {
-        module: module.ok_or_else(|| Failure::Usage(format!("no module given\n{USAGE}")))?,
-        export: export.ok_or_else(|| Failure::Usage(format!("no --invoke EXPORT\n{USAGE}")))?,
+        module,
+        export,
         args: rest,
         json,
         config,
@@ -172,6 +254,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Command, Failure> {
         cache_dir,
         precompiled,
         key_file,
+        wasi,
+        stdin,
     })))
 }
 
@@ -199,8 +283,11 @@ fn precompile(module: &str, output: &str, key_file: &str) -> Result<String, Fail
     ))
 }
 
-fn run(run: Run) -> Result<String, Failure> {
+fn run(mut run: Run) -> Result<Report, Failure> {
     let fail = |e: ri_sandbox::Error| Failure::Run(e.to_string());
+    if let (Some(path), Some(wasi)) = (&run.stdin, run.config.wasi.as_mut()) {
+        wasi.stdin = read(path)?.into();
+    }
     let bytes = std::fs::read(&run.module)
         .map_err(|e| Failure::Run(format!("cannot read {}: {e}", run.module)))?;
     let runtime = Runtime::new().map_err(fail)?;
@@ -220,12 +307,43 @@ fn run(run: Run) -> Result<String, Failure> {
     };
     let load_ms = loading.elapsed().as_secs_f64() * 1e3;
     let mut sandbox = Sandbox::new(&runtime, run.config).map_err(fail)?;
-    sandbox.load_compiled(&compiled).map_err(fail)?;
+    let loaded = sandbox.load_compiled(&compiled);
+    if run.wasi {
+        if let Err(e) = loaded {
+            return Err(wasi_failure(&mut sandbox, e));
+        }
+    } else {
+        loaded.map_err(fail)?;
+    }
     if let Some(path) = &run.restore {
         let saved =
             std::fs::read(path).map_err(|e| Failure::Run(format!("cannot read {path}: {e}")))?;
         let snapshot = Snapshot::from_bytes(&saved).map_err(fail)?;
         sandbox.restore(&snapshot).map_err(fail)?;
+    }
+    if run.wasi && run.export == "_start" && run.json.is_none() && run.args.is_empty() {
+        let outcome = match sandbox.run_command() {
+            Ok(outcome) => outcome,
+            Err(e) => return Err(wasi_failure(&mut sandbox, e)),
+        };
+        let saved = save_snapshot(&mut sandbox, run.snapshot_out.as_deref())?;
+        let m = outcome.metrics;
+        return Ok(Report {
+            summary: format!(
+                "exit code: {}\ngas used: {} of {}\npeak memory: {} bytes (limit {})\ntime: {:.3} ms (load {load_ms:.1} ms){saved}",
+                outcome.exit_code,
+                m.gas_used,
+                m.gas_limit,
+                m.peak_memory_bytes,
+                m.memory_limit_bytes,
+                m.wall_time.as_secs_f64() * 1e3
+            ),
+            wasi: Some(WasiReport {
+                stdout: sandbox.take_stdout(),
+                stderr: sandbox.take_stderr(),
+                exit_code: outcome.exit_code,
+            }),
+        });
     }
     let execution = match &run.json {
         Some(text) => {
@@ -267,27 +385,49 @@ fn run(run: Run) -> Result<String, Failure> {
             .collect::<Vec<_>>()
             .join(" "),
     };
-    let mut saved = String::new();
-    if let Some(path) = &run.snapshot_out {
-        let bytes = sandbox.snapshot().map_err(fail)?.to_bytes();
-        let temp = format!("{path}.tmp");
-        std::fs::write(&temp, &bytes)
-            .and_then(|()| std::fs::rename(&temp, path))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&temp);
-                Failure::Run(format!("cannot write {path}: {e}"))
-            })?;
-        saved = format!("\nsnapshot: {} bytes to {path}", bytes.len());
-    }
+    let saved = save_snapshot(&mut sandbox, run.snapshot_out.as_deref())?;
     let m = execution.metrics;
-    Ok(format!(
+    let summary = format!(
         "result: {result}\ngas used: {} of {}\npeak memory: {} bytes (limit {})\ntime: {:.3} ms (load {load_ms:.1} ms){saved}",
         m.gas_used,
         m.gas_limit,
         m.peak_memory_bytes,
         m.memory_limit_bytes,
         m.wall_time.as_secs_f64() * 1e3
-    ))
+    );
+    let wasi = run.wasi.then(|| WasiReport {
+        stdout: sandbox.take_stdout(),
+        stderr: sandbox.take_stderr(),
+        exit_code: 0,
+    });
+    Ok(Report { summary, wasi })
+}
+
+/// Writes a snapshot of `sandbox` to `path`, when asked, through a temporary file.
+fn save_snapshot(sandbox: &mut Sandbox, path: Option<&str>) -> Result<String, Failure> {
+    let Some(path) = path else {
+        return Ok(String::new());
+    };
+    let bytes = sandbox
+        .snapshot()
+        .map_err(|e| Failure::Run(e.to_string()))?
+        .to_bytes();
+    let temp = format!("{path}.tmp");
+    std::fs::write(&temp, &bytes)
+        .and_then(|()| std::fs::rename(&temp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            Failure::Run(format!("cannot write {path}: {e}"))
+        })?;
+    Ok(format!("\nsnapshot: {} bytes to {path}", bytes.len()))
+}
+
+/// A WASI program that failed still shows what it wrote before the failure.
+fn wasi_failure(sandbox: &mut Sandbox, error: ri_sandbox::Error) -> Failure {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&sandbox.take_stdout());
+    let _ = std::io::stderr().write_all(&sandbox.take_stderr());
+    Failure::Run(error.to_string())
 }
 
 fn main() -> ExitCode {
@@ -297,11 +437,29 @@ fn main() -> ExitCode {
             module,
             output,
             key_file,
-        } => precompile(&module, &output, &key_file),
+        } => precompile(&module, &output, &key_file).map(|summary| Report {
+            summary,
+            wasi: None,
+        }),
     });
     match outcome {
-        Ok(report) => {
-            println!("{report}");
+        Ok(Report {
+            summary,
+            wasi: Some(wasi),
+        }) => {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&wasi.stdout);
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().write_all(&wasi.stderr);
+            eprintln!("{summary}");
+            // A code outside 0..=255 is reported modulo 256, as a shell would see it.
+            ExitCode::from(wasi.exit_code as u8)
+        }
+        Ok(Report {
+            summary,
+            wasi: None,
+        }) => {
+            println!("{summary}");
             ExitCode::SUCCESS
         }
         Err(Failure::Usage(message)) => {

@@ -132,6 +132,7 @@ impl Runtime {
             .map_err(Error::engine)?;
         let mut linker = wasmtime::Linker::new(&engine);
         determinism::define_imports(&mut linker).map_err(Error::engine)?;
+        crate::wasi::define(&mut linker).map_err(Error::engine)?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,

@@ -20,6 +20,7 @@ use crate::limits::{Limiter, MemoryLimitHit};
 use crate::metrics::SandboxMetrics;
 use crate::runtime::{CompiledModule, Runtime};
 use crate::snapshot::Snapshot;
+use crate::wasi::WasiState;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use ri_sandbox_instrument::abi;
@@ -62,6 +63,8 @@ pub(crate) struct StoreState {
     pub rng: ChaCha20Rng,
     pub timestamp: i64,
     pub host_calls: u64,
+    /// WASI state, when the sandbox has WASI.
+    pub wasi: Option<Box<WasiState>>,
 }
 
 /// The loaded module's instance and the ABI's counters.
@@ -124,6 +127,10 @@ pub(crate) fn new_store(runtime: &Runtime, config: &Config) -> Store<StoreState>
             rng: ChaCha20Rng::seed_from_u64(config.seed),
             timestamp: config.event_timestamp,
             host_calls: 0,
+            wasi: config
+                .wasi
+                .as_ref()
+                .map(|w| Box::new(WasiState::new(Arc::new(w.clone())))),
         },
     );
     store.limiter(|state| &mut state.limiter);
@@ -141,6 +148,7 @@ fn empty_store(runtime: &Runtime) -> Store<StoreState> {
             rng: ChaCha20Rng::seed_from_u64(0),
             timestamp: 0,
             host_calls: 0,
+            wasi: None,
         },
     );
     store.limiter(|state| &mut state.limiter);
@@ -155,7 +163,12 @@ fn instantiate_in(
     store: &mut Store<StoreState>,
     module: &CompiledModule,
 ) -> Result<Loaded, Error> {
-    determinism::check_imports(&module.module, &config.host_functions, runtime.engine())?;
+    determinism::check_imports(
+        &module.module,
+        &config.host_functions,
+        config.wasi.is_some(),
+        runtime.engine(),
+    )?;
     let custom;
     let linker = if config.host_functions.is_empty() {
         runtime.linker()
@@ -193,6 +206,9 @@ fn instantiate_in(
         .get_global(&mut *store, abi::GAS_LEFT_EXPORT)
         .ok_or_else(|| Error::engine("the instrumented module has no gas counter"))?;
     let stack = instance.get_global(&mut *store, abi::STACK_LEFT_EXPORT);
+    if let Some(wasi) = store.data_mut().wasi.as_mut() {
+        wasi.gas = Some(gas);
+    }
     Ok(Loaded {
         instance,
         gas,
@@ -329,8 +345,14 @@ impl Sandbox {
         self.store_token = next_token();
         self.loaded = Some(loaded);
         self.status = Status::Loaded;
-        if let Some(start) = instance.get_func(&mut self.store, abi::START_EXPORT) {
-            if let Err(e) = self.run(start, &[], &mut []) {
+        // The start function, then a WASI reactor's `_initialize`, both under the budget.
+        let start = instance.get_func(&mut self.store, abi::START_EXPORT);
+        let initialize = match self.config.wasi {
+            Some(_) => instance.get_func(&mut self.store, crate::wasi::INITIALIZE_EXPORT),
+            None => None,
+        };
+        for init in [start, initialize].into_iter().flatten() {
+            if let Err(e) = self.run(init, &[], &mut []) {
                 self.loaded = None;
                 self.status = Status::Created;
                 self.store = new_store(&self.runtime, &self.config);

@@ -213,6 +213,7 @@ impl Sandbox {
                 host_calls: self.metrics.host_calls,
                 peak_memory_bytes: self.metrics.peak_memory_bytes,
             },
+            wasi: store.data().wasi.as_ref().map(|w| w.image()),
         };
         for (name, item) in &exports {
             match item {
@@ -391,6 +392,19 @@ fn resolve<'a>(
                 .ok_or_else(|| mismatch(format!("the module cannot name function {i}"))),
         }
     };
+    match (&body.wasi, &store.data().wasi) {
+        (Some(_), None) => {
+            return Err(mismatch(
+                "the snapshot has WASI state and the sandbox has no WASI".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(mismatch(
+                "the sandbox has WASI and the snapshot has no WASI state".into(),
+            ))
+        }
+        _ => {}
+    }
     let mut resolved = Resolved {
         memories: Vec::new(),
         globals: Vec::new(),
@@ -551,5 +565,8 @@ fn write(
     rng.set_word_pos(u128::from_le_bytes(body.rng.word_pos));
     state.rng = rng;
     state.timestamp = body.timestamp;
+    if let (Some(wasi), Some(image)) = (state.wasi.as_mut(), &body.wasi) {
+        wasi.restore(image);
+    }
     Ok(())
 }

@@ -15,8 +15,10 @@
 //! The body holds every linear memory as its size and its non-zero 64 KiB pages (an all-zero
 //! page takes no space, so a 16 MiB memory with 1 MiB in use gives a snapshot of about 1 MiB),
 //! every mutable global, every table's funcref elements as function indices, the ChaCha20
-//! stream's seed, stream and position, the event timestamp, and the deterministic metrics
-//! counters (wall time is not saved: it is not deterministic).
+//! stream's seed, stream and position, the event timestamp, the deterministic metrics
+//! counters (wall time is not saved: it is not deterministic), and, last and only for a WASI
+//! sandbox, the WASI state (captured stdout and stderr, stdin position, closed streams, time
+//! slept). A body written before WASI existed ends after the counters and still decodes.
 //!
 //! `decode` checks everything before anything is used: magic, version, length, checksum,
 //! then the body's shape (page indices in range and increasing, page lengths, table sizes).
@@ -111,6 +113,10 @@ pub(crate) struct Body {
     pub rng: RngState,
     pub timestamp: i64,
     pub counters: Counters,
+    /// A WASI program's state; absent without WASI (and in snapshots older than WASI, which
+    /// ended with `counters`).
+    #[serde(default)]
+    pub wasi: Option<crate::wasi::WasiImage>,
 }
 
 fn fail(error: SnapshotError) -> Error {

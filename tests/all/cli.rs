@@ -172,3 +172,104 @@ fn usage_errors_exit_with_2() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
 }
+
+#[test]
+fn wasi_programs_run_as_commands() {
+    let hello = fixture_path("wasi/hello.wasm");
+    let hello = hello.to_str().unwrap();
+    let out = run(&[
+        "run",
+        "--wasi",
+        hello,
+        "--env",
+        "RI_GREETING=hey",
+        "--",
+        "one",
+        "two words",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("hello, world\nargv[0]={hello}\nargv[1]=one\nargv[2]=two words\nRI_GREETING=hey\n")
+    );
+    // The program's stderr, then the summary, on stderr.
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("to stderr\nexit code: 0\ngas used: "),
+        "{err}"
+    );
+
+    // proc_exit's code becomes the exit status.
+    let exit = fixture_path("wasi/exit.wasm");
+    let out = run(&["run", "--wasi", exit.to_str().unwrap(), "--", "7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "exiting with 7\n");
+
+    // --stdin feeds the program; the same run twice prints the same gas.
+    let dir = TempDir::new("cli-wasi");
+    let input = dir.0.join("input.txt");
+    std::fs::write(&input, "abc\ndef\n").unwrap();
+    let cat = fixture_path("wasi/cat.wasm");
+    let args = [
+        "run",
+        "--wasi",
+        cat.to_str().unwrap(),
+        "--stdin",
+        input.to_str().unwrap(),
+    ];
+    let first = run(&args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(stdout(&first), "abc\ndef\n");
+    let gas_line = |out: &Output| {
+        stderr(out)
+            .lines()
+            .find(|l| l.starts_with("gas used: "))
+            .map(str::to_string)
+    };
+    assert!(gas_line(&first).is_some());
+    assert_eq!(gas_line(&first), gas_line(&run(&args)));
+}
+
+#[test]
+fn wasi_failures_and_refusals() {
+    // Without --wasi, a WASI program is refused by name.
+    let hello = fixture_path("wasi/hello.wasm");
+    let out = run(&["run", hello.to_str().unwrap(), "--invoke", "_start"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("wasi_snapshot_preview1.fd_write"),
+        "{}",
+        stderr(&out)
+    );
+    // An endless writer is stopped by gas, its output so far still shown.
+    let writer = fixture_path("wasi/write_loop.wasm");
+    let out = run(&["run", "--wasi", writer.to_str().unwrap(), "--gas", "100000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!out.stdout.is_empty() && out.stdout.iter().all(|b| *b == b'x'));
+    assert!(stderr(&out).contains("out of gas"), "{}", stderr(&out));
+    // ... or by the output limit.
+    let out = run(&[
+        "run",
+        "--wasi",
+        writer.to_str().unwrap(),
+        "--max-output",
+        "100",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.stdout.len(), 100);
+    assert!(
+        stderr(&out).contains("output limit exceeded: stdout"),
+        "{}",
+        stderr(&out)
+    );
+    // Program arguments without --wasi are a usage error.
+    let out = run(&[
+        "run",
+        hello.to_str().unwrap(),
+        "--invoke",
+        "_start",
+        "--",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

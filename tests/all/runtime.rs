@@ -430,7 +430,11 @@ fn wasi_and_undeclared_imports_are_refused_listing_both_sides() {
     };
     assert_eq!(rejected, &["wasi_snapshot_preview1.fd_write"]);
     assert!(provided.contains(&"env.__get_time".to_string()));
-    assert!(err.to_string().contains("WASI is not available"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("WASI is refused unless the sandbox enables it"),
+        "{err}"
+    );
 
     let mut sandbox = Sandbox::new(runtime(), Config::default()).unwrap();
     let err = sandbox.load(&fixture("host-caller.wasm")).unwrap_err();

@@ -1,0 +1,700 @@
+//! The WASI preview1 functions themselves. Each one charges its gas first, then checks its
+//! arguments, then does its work; answers are documented in the parent module.
+
+use super::{OutputLimitHit, ProcExit, Stream, WasiState, MODULE};
+use crate::host::HostOutOfGas;
+use crate::sandbox::StoreState;
+use rand_core::Rng;
+use wasmtime::{Caller, Extern, Linker, Val};
+
+type Ctx<'a> = Caller<'a, StoreState>;
+type Errno = wasmtime::Result<i32>;
+
+const SUCCESS: i32 = 0;
+const BADF: i32 = 8;
+const FAULT: i32 = 21;
+const INVAL: i32 = 28;
+const NOSYS: i32 = 52;
+const NOTDIR: i32 = 54;
+const NOTSOCK: i32 = 57;
+const NOTSUP: i32 = 58;
+const SPIPE: i32 = 70;
+
+const RIGHT_FD_READ: u64 = 1 << 1;
+const RIGHT_FD_WRITE: u64 = 1 << 6;
+const RIGHT_POLL_FD_READWRITE: u64 = 1 << 27;
+
+const SUBSCRIPTION_SIZE: u64 = 48;
+const EVENT_SIZE: u64 = 32;
+const IOVEC_SIZE: u64 = 8;
+
+fn not_enabled() -> wasmtime::Error {
+    wasmtime::Error::msg("WASI is not enabled for this sandbox")
+}
+
+/// Charges `gas` to the call, or sets the counter to -1 and traps when it cannot pay.
+fn charge(c: &mut Ctx<'_>, gas: u64) -> wasmtime::Result<()> {
+    let Some(global) = c.data().wasi.as_ref().and_then(|w| w.gas) else {
+        return Err(not_enabled());
+    };
+    let left = global.get(&mut *c).i64().unwrap_or(0);
+    let cost = i64::try_from(gas).unwrap_or(i64::MAX);
+    if left < cost {
+        global.set(&mut *c, Val::I64(-1))?;
+        return Err(wasmtime::Error::new(HostOutOfGas));
+    }
+    global.set(&mut *c, Val::I64(left - cost))
+}
+
+fn prices(c: &Ctx<'_>) -> wasmtime::Result<(u64, u64)> {
+    let wasi = c.data().wasi.as_ref().ok_or_else(not_enabled)?;
+    Ok((wasi.config.call_gas, wasi.config.byte_gas))
+}
+
+/// The start of every call: counts it and charges its base price plus `bytes` moved.
+fn enter(c: &mut Ctx<'_>, bytes: u64) -> wasmtime::Result<()> {
+    c.data_mut().host_calls += 1;
+    let (call, byte) = prices(c)?;
+    charge(c, call.saturating_add(bytes.saturating_mul(byte)))
+}
+
+/// Charges `bytes` moved, after `enter`.
+fn pay_bytes(c: &mut Ctx<'_>, bytes: u64) -> wasmtime::Result<()> {
+    let (_, byte) = prices(c)?;
+    charge(c, bytes.saturating_mul(byte))
+}
+
+/// The guest's memory and the store's state, borrowed together.
+fn parts<'a>(c: &'a mut Ctx<'_>) -> Option<(&'a mut [u8], &'a mut StoreState)> {
+    let Some(Extern::Memory(memory)) = c.get_export("memory") else {
+        return None;
+    };
+    Some(memory.data_and_store_mut(c))
+}
+
+fn wasi(state: &StoreState) -> wasmtime::Result<&WasiState> {
+    state.wasi.as_deref().ok_or_else(not_enabled)
+}
+
+fn wasi_mut(state: &mut StoreState) -> wasmtime::Result<&mut WasiState> {
+    state.wasi.as_deref_mut().ok_or_else(not_enabled)
+}
+
+/// The standard stream `fd`, when it is one and still open.
+fn stdio(c: &Ctx<'_>, fd: i32) -> wasmtime::Result<Option<u32>> {
+    let wasi = wasi(c.data())?;
+    Ok(match u32::try_from(fd) {
+        Ok(fd @ 0..=2) if wasi.closed & (1 << fd) == 0 => Some(fd),
+        _ => None,
+    })
+}
+
+fn range(memory: &[u8], ptr: u32, len: u64) -> Option<std::ops::Range<usize>> {
+    let end = u64::from(ptr).checked_add(len)?;
+    (end <= memory.len() as u64).then_some(ptr as usize..end as usize)
+}
+
+fn read_u32(memory: &[u8], ptr: u32) -> Option<u32> {
+    let bytes = memory.get(range(memory, ptr, 4)?)?;
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+fn write(memory: &mut [u8], ptr: u32, bytes: &[u8]) -> Option<()> {
+    let range = range(memory, ptr, bytes.len() as u64)?;
+    memory[range].copy_from_slice(bytes);
+    Some(())
+}
+
+/// Writes `bytes` at `ptr`: `SUCCESS`, or `FAULT` when the memory is missing or too small.
+fn store(c: &mut Ctx<'_>, ptr: u32, bytes: &[u8]) -> Errno {
+    Ok(
+        match parts(c).and_then(|(memory, _)| write(memory, ptr, bytes)) {
+            Some(()) => SUCCESS,
+            None => FAULT,
+        },
+    )
+}
+
+/// The iovec array at `iovs`, as memory ranges; `None` when any of it is outside memory.
+fn iovecs(memory: &[u8], iovs: u32, count: u32) -> Option<Vec<std::ops::Range<usize>>> {
+    // The whole array must be in memory before anything is allocated for it.
+    range(memory, iovs, u64::from(count) * IOVEC_SIZE)?;
+    (0..count)
+        .map(|i| {
+            let at = iovs + i * IOVEC_SIZE as u32;
+            let ptr = read_u32(memory, at)?;
+            let len = read_u32(memory, at + 4)?;
+            range(memory, ptr, u64::from(len))
+        })
+        .collect()
+}
+
+/// `args_sizes_get` and `environ_sizes_get`: the count and the bytes of the NUL-terminated
+/// strings.
+fn sizes(c: &mut Ctx<'_>, strings: fn(&WasiState) -> Vec<Vec<u8>>, count: u32, size: u32) -> Errno {
+    enter(c, 8)?;
+    let list = strings(wasi(c.data())?);
+    let bytes: usize = list.iter().map(|s| s.len() + 1).sum();
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&(list.len() as u32).to_le_bytes());
+    out[4..].copy_from_slice(&(bytes as u32).to_le_bytes());
+    let wrote = parts(c).and_then(|(memory, _)| {
+        write(memory, count, &out[..4])?;
+        write(memory, size, &out[4..])
+    });
+    Ok(if wrote.is_some() { SUCCESS } else { FAULT })
+}
+
+/// `args_get` and `environ_get`: the pointer array and the strings.
+fn strings(
+    c: &mut Ctx<'_>,
+    strings: fn(&WasiState) -> Vec<Vec<u8>>,
+    pointers: u32,
+    buffer: u32,
+) -> Errno {
+    let list = strings(wasi(c.data())?);
+    let bytes: usize = list.iter().map(|s| s.len() + 1).sum();
+    enter(c, (bytes + 4 * list.len()) as u64)?;
+    let Some((memory, _)) = parts(c) else {
+        return Ok(FAULT);
+    };
+    let mut at = buffer;
+    for (i, s) in list.iter().enumerate() {
+        let wrote = write(
+            memory,
+            pointers.wrapping_add(4 * i as u32),
+            &at.to_le_bytes(),
+        )
+        .and_then(|()| write(memory, at, s))
+        .and_then(|()| write(memory, at.wrapping_add(s.len() as u32), &[0]));
+        if wrote.is_none() {
+            return Ok(FAULT);
+        }
+        at = at.wrapping_add(s.len() as u32 + 1);
+    }
+    Ok(SUCCESS)
+}
+
+fn args(wasi: &WasiState) -> Vec<Vec<u8>> {
+    wasi.config
+        .args
+        .iter()
+        .map(|a| a.as_bytes().to_vec())
+        .collect()
+}
+
+fn environ(wasi: &WasiState) -> Vec<Vec<u8>> {
+    let pair = |(k, v): &(String, String)| format!("{k}={v}").into_bytes();
+    wasi.config.env.iter().map(pair).collect()
+}
+
+/// The monotonic clock: gas used by the sandbox so far plus time slept, in nanoseconds.
+fn monotonic_ns(c: &mut Ctx<'_>) -> wasmtime::Result<u64> {
+    let wasi = wasi(c.data())?;
+    let (before, budget, slept, gas) = (wasi.gas_before_call, wasi.budget, wasi.slept_ns, wasi.gas);
+    let left = match gas {
+        Some(g) => g.get(&mut *c).i64().unwrap_or(0),
+        None => budget,
+    };
+    let used = u64::try_from(budget.saturating_sub(left)).unwrap_or(0);
+    Ok(before.saturating_add(used).saturating_add(slept))
+}
+
+fn realtime_ns(c: &Ctx<'_>) -> u64 {
+    u64::try_from(c.data().timestamp)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000)
+}
+
+fn clock_time_get(c: &mut Ctx<'_>, id: i32, out: u32) -> Errno {
+    enter(c, 8)?;
+    let now = match id {
+        0 => realtime_ns(c),
+        1..=3 => monotonic_ns(c)?,
+        _ => return Ok(INVAL),
+    };
+    store(c, out, &now.to_le_bytes())
+}
+
+fn fd_write(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32) -> Errno {
+    enter(c, u64::from(count) * IOVEC_SIZE)?;
+    let stream = match stdio(c, fd)? {
+        Some(1) => Stream::Stdout,
+        Some(2) => Stream::Stderr,
+        _ => return Ok(BADF),
+    };
+    let Some((memory, _)) = parts(c) else {
+        return Ok(FAULT);
+    };
+    let Some(ranges) = iovecs(memory, iovs, count) else {
+        return Ok(FAULT);
+    };
+    let total: u64 = ranges.iter().map(|r| r.len() as u64).sum();
+    pay_bytes(c, total)?;
+    let Some((memory, state)) = parts(c) else {
+        return Ok(FAULT);
+    };
+    let wasi = wasi_mut(state)?;
+    let limit = wasi.config.max_output_bytes;
+    let buffer = match stream {
+        Stream::Stdout => &mut wasi.stdout,
+        Stream::Stderr => &mut wasi.stderr,
+    };
+    if (buffer.len() as u64).saturating_add(total) > limit {
+        return Err(wasmtime::Error::new(OutputLimitHit { stream, limit }));
+    }
+    for r in ranges {
+        buffer.extend_from_slice(&memory[r]);
+    }
+    let Ok(written) = u32::try_from(total) else {
+        return Ok(INVAL);
+    };
+    store(c, out, &written.to_le_bytes())
+}
+
+fn fd_read(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32) -> Errno {
+    enter(c, u64::from(count) * IOVEC_SIZE)?;
+    if stdio(c, fd)? != Some(0) {
+        return Ok(BADF);
+    }
+    let Some((memory, state)) = parts(c) else {
+        return Ok(FAULT);
+    };
+    let Some(ranges) = iovecs(memory, iovs, count) else {
+        return Ok(FAULT);
+    };
+    let wasi = wasi(state)?;
+    let left = (wasi.config.stdin.len() as u64).saturating_sub(wasi.stdin_pos);
+    let room: u64 = ranges.iter().map(|r| r.len() as u64).sum();
+    let n = left.min(room).min(u64::from(u32::MAX));
+    pay_bytes(c, n)?;
+    let Some((memory, state)) = parts(c) else {
+        return Ok(FAULT);
+    };
+    let wasi = wasi_mut(state)?;
+    let stdin = wasi.config.clone().stdin.clone();
+    let mut at = wasi.stdin_pos as usize;
+    let end = at + n as usize;
+    for r in ranges {
+        if at == end {
+            break;
+        }
+        let take = r.len().min(end - at);
+        memory[r.start..r.start + take].copy_from_slice(&stdin[at..at + take]);
+        at += take;
+    }
+    wasi.stdin_pos = end as u64;
+    store(c, out, &(n as u32).to_le_bytes())
+}
+
+fn fd_close(c: &mut Ctx<'_>, fd: i32) -> Errno {
+    enter(c, 0)?;
+    let Some(fd) = stdio(c, fd)? else {
+        return Ok(BADF);
+    };
+    wasi_mut(c.data_mut())?.closed |= 1 << fd;
+    Ok(SUCCESS)
+}
+
+fn fd_fdstat_get(c: &mut Ctx<'_>, fd: i32, out: u32) -> Errno {
+    enter(c, 24)?;
+    let rights = match stdio(c, fd)? {
+        Some(0) => RIGHT_FD_READ | RIGHT_POLL_FD_READWRITE,
+        Some(_) => RIGHT_FD_WRITE | RIGHT_POLL_FD_READWRITE,
+        None => return Ok(BADF),
+    };
+    // filetype 0 (unknown: a pipe, not a terminal), no flags, no inheriting rights.
+    let mut stat = [0u8; 24];
+    stat[8..16].copy_from_slice(&rights.to_le_bytes());
+    store(c, out, &stat)
+}
+
+fn fd_filestat_get(c: &mut Ctx<'_>, fd: i32, out: u32) -> Errno {
+    enter(c, 64)?;
+    if stdio(c, fd)?.is_none() {
+        return Ok(BADF);
+    }
+    // Every field zero: no device, inode, size or times (filetype unknown).
+    store(c, out, &[0u8; 64])
+}
+
+/// Operations that have no meaning on a standard stream: `on_stdio` for one, `EBADF` for
+/// anything else (there are no other descriptors).
+fn on_fd(c: &mut Ctx<'_>, fd: i32, on_stdio: i32) -> Errno {
+    enter(c, 0)?;
+    Ok(match stdio(c, fd)? {
+        Some(_) => on_stdio,
+        None => BADF,
+    })
+}
+
+fn random_get(c: &mut Ctx<'_>, buf: u32, len: u32) -> Errno {
+    enter(c, u64::from(len))?;
+    let Some((memory, state)) = parts(c) else {
+        return Ok(FAULT);
+    };
+    let Some(r) = range(memory, buf, u64::from(len)) else {
+        return Ok(FAULT);
+    };
+    state.rng.fill_bytes(&mut memory[r]);
+    Ok(SUCCESS)
+}
+
+/// `poll_oneoff`: subscriptions on standard streams are ready at once; when there are none,
+/// the earliest clock fires and the monotonic clock moves on to it.
+fn poll_oneoff(c: &mut Ctx<'_>, subs: u32, events: u32, count: u32, out: u32) -> Errno {
+    enter(c, u64::from(count) * (SUBSCRIPTION_SIZE + EVENT_SIZE))?;
+    if count == 0 {
+        return Ok(INVAL);
+    }
+    let now = monotonic_ns(c)?;
+    let Some((memory, state)) = parts(c) else {
+        return Ok(FAULT);
+    };
+    if range(memory, subs, u64::from(count) * SUBSCRIPTION_SIZE).is_none()
+        || range(memory, events, u64::from(count) * EVENT_SIZE).is_none()
+    {
+        return Ok(FAULT);
+    }
+    let wasi = wasi_mut(state)?;
+    let read_u64 = |memory: &[u8], at: u32| -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&memory[at as usize..at as usize + 8]);
+        u64::from_le_bytes(b)
+    };
+    struct Sub {
+        userdata: u64,
+        tag: u8,
+        fd: u32,
+        wait_ns: u64,
+    }
+    let list: Vec<Sub> = (0..count)
+        .map(|i| {
+            let at = subs + i * SUBSCRIPTION_SIZE as u32;
+            let tag = memory[at as usize + 8];
+            let timeout = read_u64(memory, at + 24);
+            let absolute = memory[at as usize + 40] & 1 != 0;
+            Sub {
+                userdata: read_u64(memory, at),
+                tag,
+                fd: read_u32(memory, at + 16).unwrap_or(u32::MAX),
+                wait_ns: if absolute {
+                    timeout.saturating_sub(now)
+                } else {
+                    timeout
+                },
+            }
+        })
+        .collect();
+    let any_fd = list.iter().any(|s| s.tag != 0);
+    let earliest = list.iter().filter(|s| s.tag == 0).map(|s| s.wait_ns).min();
+    let mut written = 0u32;
+    for sub in &list {
+        let (error, nbytes): (u16, u64) = match sub.tag {
+            0 if any_fd || Some(sub.wait_ns) != earliest => continue,
+            0 => (0, 0),
+            1 | 2 => {
+                let open = sub.fd <= 2 && wasi.closed & (1 << sub.fd) == 0;
+                match (sub.tag, sub.fd) {
+                    (1, 0) if open => (
+                        0,
+                        (wasi.config.stdin.len() as u64).saturating_sub(wasi.stdin_pos),
+                    ),
+                    (2, 1 | 2) if open => (0, 0),
+                    _ => (BADF as u16, 0),
+                }
+            }
+            _ => (INVAL as u16, 0),
+        };
+        let mut event = [0u8; EVENT_SIZE as usize];
+        event[..8].copy_from_slice(&sub.userdata.to_le_bytes());
+        event[8..10].copy_from_slice(&error.to_le_bytes());
+        event[10] = sub.tag.min(2);
+        event[16..24].copy_from_slice(&nbytes.to_le_bytes());
+        let at = events + written * EVENT_SIZE as u32;
+        memory[at as usize..at as usize + EVENT_SIZE as usize].copy_from_slice(&event);
+        written += 1;
+    }
+    if !any_fd {
+        if let Some(wait) = earliest {
+            wasi.slept_ns = wasi.slept_ns.saturating_add(wait);
+        }
+    }
+    store(c, out, &written.to_le_bytes())
+}
+
+/// Links every function of [`SIGNATURES`](super::SIGNATURES).
+pub(super) fn define(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    let m = MODULE;
+    linker.func_wrap(m, "args_sizes_get", |mut c: Ctx<'_>, n: i32, s: i32| {
+        sizes(&mut c, args, n as u32, s as u32)
+    })?;
+    linker.func_wrap(m, "args_get", |mut c: Ctx<'_>, p: i32, b: i32| {
+        strings(&mut c, args, p as u32, b as u32)
+    })?;
+    linker.func_wrap(m, "environ_sizes_get", |mut c: Ctx<'_>, n: i32, s: i32| {
+        sizes(&mut c, environ, n as u32, s as u32)
+    })?;
+    linker.func_wrap(m, "environ_get", |mut c: Ctx<'_>, p: i32, b: i32| {
+        strings(&mut c, environ, p as u32, b as u32)
+    })?;
+    linker.func_wrap(m, "clock_res_get", |mut c: Ctx<'_>, id: i32, out: i32| {
+        enter(&mut c, 8)?;
+        match id {
+            0..=3 => store(&mut c, out as u32, &1u64.to_le_bytes()),
+            _ => Ok(INVAL),
+        }
+    })?;
+    linker.func_wrap(
+        m,
+        "clock_time_get",
+        |mut c: Ctx<'_>, id: i32, _precision: i64, out: i32| clock_time_get(&mut c, id, out as u32),
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_write",
+        |mut c: Ctx<'_>, fd: i32, iovs: i32, n: i32, out: i32| {
+            fd_write(&mut c, fd, iovs as u32, n as u32, out as u32)
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_read",
+        |mut c: Ctx<'_>, fd: i32, iovs: i32, n: i32, out: i32| {
+            fd_read(&mut c, fd, iovs as u32, n as u32, out as u32)
+        },
+    )?;
+    linker.func_wrap(m, "fd_close", |mut c: Ctx<'_>, fd: i32| {
+        fd_close(&mut c, fd)
+    })?;
+    linker.func_wrap(m, "fd_fdstat_get", |mut c: Ctx<'_>, fd: i32, out: i32| {
+        fd_fdstat_get(&mut c, fd, out as u32)
+    })?;
+    linker.func_wrap(m, "fd_filestat_get", |mut c: Ctx<'_>, fd: i32, out: i32| {
+        fd_filestat_get(&mut c, fd, out as u32)
+    })?;
+    linker.func_wrap(
+        m,
+        "fd_prestat_get",
+        |mut c: Ctx<'_>, _fd: i32, _out: i32| {
+            enter(&mut c, 0)?;
+            Ok(BADF)
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_prestat_dir_name",
+        |mut c: Ctx<'_>, _fd: i32, _p: i32, _n: i32| {
+            enter(&mut c, 0)?;
+            Ok(BADF)
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_seek",
+        |mut c: Ctx<'_>, fd: i32, _off: i64, _whence: i32, _out: i32| on_fd(&mut c, fd, SPIPE),
+    )?;
+    linker.func_wrap(m, "fd_tell", |mut c: Ctx<'_>, fd: i32, _out: i32| {
+        on_fd(&mut c, fd, SPIPE)
+    })?;
+    linker.func_wrap(
+        m,
+        "fd_pread",
+        |mut c: Ctx<'_>, fd: i32, _i: i32, _n: i32, _off: i64, _out: i32| on_fd(&mut c, fd, SPIPE),
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_pwrite",
+        |mut c: Ctx<'_>, fd: i32, _i: i32, _n: i32, _off: i64, _out: i32| on_fd(&mut c, fd, SPIPE),
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_readdir",
+        |mut c: Ctx<'_>, fd: i32, _b: i32, _n: i32, _cookie: i64, _out: i32| {
+            on_fd(&mut c, fd, NOTDIR)
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_advise",
+        |mut c: Ctx<'_>, fd: i32, _off: i64, _len: i64, _advice: i32| on_fd(&mut c, fd, SPIPE),
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_allocate",
+        |mut c: Ctx<'_>, fd: i32, _off: i64, _len: i64| on_fd(&mut c, fd, NOTSUP),
+    )?;
+    linker.func_wrap(m, "fd_datasync", |mut c: Ctx<'_>, fd: i32| {
+        on_fd(&mut c, fd, INVAL)
+    })?;
+    linker.func_wrap(m, "fd_sync", |mut c: Ctx<'_>, fd: i32| {
+        on_fd(&mut c, fd, INVAL)
+    })?;
+    linker.func_wrap(
+        m,
+        "fd_fdstat_set_flags",
+        |mut c: Ctx<'_>, fd: i32, _f: i32| on_fd(&mut c, fd, NOTSUP),
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_fdstat_set_rights",
+        |mut c: Ctx<'_>, fd: i32, _b: i64, _i: i64| on_fd(&mut c, fd, NOTSUP),
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_filestat_set_size",
+        |mut c: Ctx<'_>, fd: i32, _s: i64| on_fd(&mut c, fd, NOTSUP),
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_filestat_set_times",
+        |mut c: Ctx<'_>, fd: i32, _a: i64, _m: i64, _f: i32| on_fd(&mut c, fd, NOTSUP),
+    )?;
+    linker.func_wrap(m, "fd_renumber", |mut c: Ctx<'_>, fd: i32, _to: i32| {
+        on_fd(&mut c, fd, NOTSUP)
+    })?;
+    // No preopened directories: a directory descriptor is a standard stream (not a
+    // directory) or does not exist.
+    linker.func_wrap(
+        m,
+        "path_create_directory",
+        |mut c: Ctx<'_>, fd: i32, _p: i32, _n: i32| on_fd(&mut c, fd, NOTDIR),
+    )?;
+    linker.func_wrap(
+        m,
+        "path_filestat_get",
+        |mut c: Ctx<'_>, fd: i32, _f: i32, _p: i32, _n: i32, _out: i32| on_fd(&mut c, fd, NOTDIR),
+    )?;
+    linker.func_wrap(
+        m,
+        "path_filestat_set_times",
+        |mut c: Ctx<'_>, fd: i32, _f: i32, _p: i32, _n: i32, _a: i64, _m: i64, _fl: i32| {
+            on_fd(&mut c, fd, NOTDIR)
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "path_link",
+        |mut c: Ctx<'_>, fd: i32, _f: i32, _p: i32, _n: i32, _fd2: i32, _p2: i32, _n2: i32| {
+            on_fd(&mut c, fd, NOTDIR)
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "path_open",
+        |mut c: Ctx<'_>,
+         fd: i32,
+         _df: i32,
+         _p: i32,
+         _n: i32,
+         _of: i32,
+         _rb: i64,
+         _ri: i64,
+         _ff: i32,
+         _out: i32| on_fd(&mut c, fd, NOTDIR),
+    )?;
+    linker.func_wrap(
+        m,
+        "path_readlink",
+        |mut c: Ctx<'_>, fd: i32, _p: i32, _n: i32, _b: i32, _bn: i32, _out: i32| {
+            on_fd(&mut c, fd, NOTDIR)
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "path_remove_directory",
+        |mut c: Ctx<'_>, fd: i32, _p: i32, _n: i32| on_fd(&mut c, fd, NOTDIR),
+    )?;
+    linker.func_wrap(
+        m,
+        "path_rename",
+        |mut c: Ctx<'_>, fd: i32, _p: i32, _n: i32, _fd2: i32, _p2: i32, _n2: i32| {
+            on_fd(&mut c, fd, NOTDIR)
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "path_symlink",
+        |mut c: Ctx<'_>, _p: i32, _n: i32, fd: i32, _p2: i32, _n2: i32| on_fd(&mut c, fd, NOTDIR),
+    )?;
+    linker.func_wrap(
+        m,
+        "path_unlink_file",
+        |mut c: Ctx<'_>, fd: i32, _p: i32, _n: i32| on_fd(&mut c, fd, NOTDIR),
+    )?;
+    linker.func_wrap(
+        m,
+        "poll_oneoff",
+        |mut c: Ctx<'_>, subs: i32, events: i32, n: i32, out: i32| {
+            poll_oneoff(&mut c, subs as u32, events as u32, n as u32, out as u32)
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "proc_exit",
+        |mut c: Ctx<'_>, code: i32| -> wasmtime::Result<()> {
+            enter(&mut c, 0)?;
+            Err(wasmtime::Error::new(ProcExit(code)))
+        },
+    )?;
+    linker.func_wrap(m, "proc_raise", |mut c: Ctx<'_>, _sig: i32| {
+        enter(&mut c, 0)?;
+        Ok(NOSYS)
+    })?;
+    linker.func_wrap(m, "sched_yield", |mut c: Ctx<'_>| {
+        enter(&mut c, 0)?;
+        Ok(SUCCESS)
+    })?;
+    linker.func_wrap(m, "random_get", |mut c: Ctx<'_>, buf: i32, len: i32| {
+        random_get(&mut c, buf as u32, len as u32)
+    })?;
+    linker.func_wrap(
+        m,
+        "sock_accept",
+        |mut c: Ctx<'_>, fd: i32, _f: i32, _out: i32| on_fd(&mut c, fd, NOTSOCK),
+    )?;
+    linker.func_wrap(
+        m,
+        "sock_recv",
+        |mut c: Ctx<'_>, fd: i32, _d: i32, _n: i32, _f: i32, _o1: i32, _o2: i32| {
+            on_fd(&mut c, fd, NOTSOCK)
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "sock_send",
+        |mut c: Ctx<'_>, fd: i32, _d: i32, _n: i32, _f: i32, _out: i32| on_fd(&mut c, fd, NOTSOCK),
+    )?;
+    linker.func_wrap(m, "sock_shutdown", |mut c: Ctx<'_>, fd: i32, _how: i32| {
+        on_fd(&mut c, fd, NOTSOCK)
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_never_overflow() {
+        let memory = [0u8; 16];
+        assert_eq!(range(&memory, 0, 16), Some(0..16));
+        assert_eq!(range(&memory, 1, 16), None);
+        assert_eq!(range(&memory, u32::MAX, u64::MAX), None);
+        assert_eq!(read_u32(&memory, 13), None);
+    }
+
+    #[test]
+    fn iovec_arrays_outside_memory_are_refused_before_allocation() {
+        let mut memory = vec![0u8; 64];
+        // One iovec at 0: ptr 16, len 8.
+        memory[..4].copy_from_slice(&16u32.to_le_bytes());
+        memory[4..8].copy_from_slice(&8u32.to_le_bytes());
+        let one = iovecs(&memory, 0, 1).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0], 16..24);
+        assert_eq!(iovecs(&memory, 0, u32::MAX), None);
+        memory[4..8].copy_from_slice(&100u32.to_le_bytes());
+        assert_eq!(iovecs(&memory, 0, 1), None);
+    }
+}
