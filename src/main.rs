@@ -6,13 +6,15 @@
 //!                [--restore SNAPSHOT] [--snapshot-out SNAPSHOT]
 //!                [--cache-dir DIR] [--precompiled --key-file KEY]
 //! ri-sandbox run --wasi MODULE [--invoke EXPORT] [--stdin FILE] [--env KEY=VALUE]...
+//!                [--dir HOST[::GUEST]]... [--dir-rw HOST[::GUEST]]...
 //!                [--max-output BYTES] [limits as above] [-- PROGRAM_ARGS...]
 //! ri-sandbox precompile MODULE -o READY_FILE --key-file KEY
 //! ```
 //!
 //! `--wasi` runs a program compiled for `wasm32-wasip1` under deterministic WASI
 //! (`ri_sandbox::wasi`): without `--invoke` its `_start` runs with the arguments after `--`
-//! (`argv[0]` is MODULE as given) and the stdin bytes of FILE (none without it). Its stdout
+//! (`argv[0]` is MODULE as given) and the stdin bytes of FILE (none without it), with the
+//! directories `--dir` grants read-only and `--dir-rw` writable (none by default). Its stdout
 //! and stderr go to the command's own, the summary (gas, memory, time) to stderr, and its
 //! `proc_exit` code becomes the command's exit status. In this mode the limits default to
 //! what whole programs need: 10^10 gas, 256 MiB of memory, 10 s, 64 MiB of output per stream.
@@ -33,7 +35,8 @@ const USAGE: &str = "usage: ri-sandbox run MODULE.wasm|MODULE.wat --invoke EXPOR
     [--restore SNAPSHOT] [--snapshot-out SNAPSHOT] [--cache-dir DIR]
     [--precompiled --key-file KEY]
        ri-sandbox run --wasi MODULE [--invoke EXPORT] [--stdin FILE] [--env KEY=VALUE]...
-    [--max-output BYTES] [other run options] [-- PROGRAM_ARGS...]
+    [--dir HOST[::GUEST]]... [--dir-rw HOST[::GUEST]]... [--max-output BYTES]
+    [other run options] [-- PROGRAM_ARGS...]
        ri-sandbox precompile MODULE -o READY_FILE --key-file KEY";
 
 /// `--wasi`'s defaults, for whole programs rather than single calls.
@@ -160,6 +163,16 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Command, Failure> {
                     .split_once('=')
                     .ok_or_else(|| Failure::Usage(format!("--env: `{pair}` is not KEY=VALUE")))?;
                 wasi_config = wasi_config.with_env(key, value);
+            }
+            flag @ ("--dir" | "--dir-rw") => {
+                let spec = args
+                    .next()
+                    .ok_or_else(|| Failure::Usage(format!("{flag} needs HOST[::GUEST]")))?;
+                let (host, guest) = match spec.split_once("::") {
+                    Some((host, guest)) => (host.to_string(), guest.to_string()),
+                    None => (spec.clone(), spec.clone()),
+                };
+                wasi_config = wasi_config.with_dir(host, guest, flag == "--dir-rw");
             }
             "--max-output" => {
                 wasi_config.max_output_bytes = number("--max-output", args.next())?;

@@ -224,13 +224,18 @@ impl Sandbox {
     ///
     /// # Errors
     /// [`ErrorKind::Config`] for a configuration that cannot work (a zero memory limit is
-    /// fine; a cost model whose per-unit prices could wrap is not).
+    /// fine; a cost model whose per-unit prices could wrap is not, nor a granted WASI
+    /// directory that cannot be opened).
     pub fn new(runtime: &Runtime, config: Config) -> Result<Sandbox, Error> {
         config.costs.check().map_err(|e| {
             Error::new(ErrorKind::Config {
                 reason: e.to_string(),
             })
         })?;
+        if let Some(wasi) = &config.wasi {
+            wasi.check_dirs()
+                .map_err(|reason| Error::new(ErrorKind::Config { reason }))?;
+        }
         let store = new_store(runtime, &config);
         let metrics = SandboxMetrics {
             gas_limit: config.max_gas,

@@ -213,7 +213,13 @@ impl Sandbox {
                 host_calls: self.metrics.host_calls,
                 peak_memory_bytes: self.metrics.peak_memory_bytes,
             },
-            wasi: store.data().wasi.as_ref().map(|w| w.image()),
+            wasi: match store.data().wasi.as_ref().map(|w| w.image()) {
+                None => None,
+                Some(Ok(image)) => Some(image),
+                Some(Err(what)) => {
+                    return Err(snapshot_error(SnapshotError::Unsaveable { what }));
+                }
+            },
         };
         for (name, item) in &exports {
             match item {

@@ -1,6 +1,8 @@
 //! The WASI preview1 functions themselves. Each one charges its gas first, then checks its
 //! arguments, then does its work; answers are documented in the parent module.
 
+use super::errno::*;
+use super::files::{self, RIGHT_FD_READ, RIGHT_FD_WRITE};
 use super::{OutputLimitHit, ProcExit, Stream, WasiState, MODULE};
 use crate::host::HostOutOfGas;
 use crate::sandbox::StoreState;
@@ -10,18 +12,7 @@ use wasmtime::{Caller, Extern, Linker, Val};
 type Ctx<'a> = Caller<'a, StoreState>;
 type Errno = wasmtime::Result<i32>;
 
-const SUCCESS: i32 = 0;
-const BADF: i32 = 8;
-const FAULT: i32 = 21;
-const INVAL: i32 = 28;
-const NOSYS: i32 = 52;
-const NOTDIR: i32 = 54;
-const NOTSOCK: i32 = 57;
-const NOTSUP: i32 = 58;
-const SPIPE: i32 = 70;
-
-const RIGHT_FD_READ: u64 = 1 << 1;
-const RIGHT_FD_WRITE: u64 = 1 << 6;
+const NAMETOOLONG: i32 = 37;
 const RIGHT_POLL_FD_READWRITE: u64 = 1 << 27;
 
 const SUBSCRIPTION_SIZE: u64 = 48;
@@ -221,7 +212,8 @@ fn fd_write(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32) -> Errno 
     let stream = match stdio(c, fd)? {
         Some(1) => Stream::Stdout,
         Some(2) => Stream::Stderr,
-        _ => return Ok(BADF),
+        Some(_) => return Ok(BADF),
+        None => return file_write(c, fd, iovs, count, out, None),
     };
     let Some((memory, _)) = parts(c) else {
         return Ok(FAULT);
@@ -254,8 +246,10 @@ fn fd_write(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32) -> Errno 
 
 fn fd_read(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32) -> Errno {
     enter(c, u64::from(count) * IOVEC_SIZE)?;
-    if stdio(c, fd)? != Some(0) {
-        return Ok(BADF);
+    match stdio(c, fd)? {
+        Some(0) => {}
+        Some(_) => return Ok(BADF),
+        None => return file_read(c, fd, iovs, count, out, None),
     }
     let Some((memory, state)) = parts(c) else {
         return Ok(FAULT);
@@ -290,7 +284,7 @@ fn fd_read(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32) -> Errno {
 fn fd_close(c: &mut Ctx<'_>, fd: i32) -> Errno {
     enter(c, 0)?;
     let Some(fd) = stdio(c, fd)? else {
-        return Ok(BADF);
+        return Ok(wasi_mut(c.data_mut())?.files.close(fd));
     };
     wasi_mut(c.data_mut())?.closed |= 1 << fd;
     Ok(SUCCESS)
@@ -301,7 +295,12 @@ fn fd_fdstat_get(c: &mut Ctx<'_>, fd: i32, out: u32) -> Errno {
     let rights = match stdio(c, fd)? {
         Some(0) => RIGHT_FD_READ | RIGHT_POLL_FD_READWRITE,
         Some(_) => RIGHT_FD_WRITE | RIGHT_POLL_FD_READWRITE,
-        None => return Ok(BADF),
+        None => {
+            return match wasi(c.data())?.files.fdstat(fd) {
+                Ok(stat) => store(c, out, &stat),
+                Err(e) => Ok(e),
+            }
+        }
     };
     // filetype 0 (unknown: a pipe, not a terminal), no flags, no inheriting rights.
     let mut stat = [0u8; 24];
@@ -312,20 +311,267 @@ fn fd_fdstat_get(c: &mut Ctx<'_>, fd: i32, out: u32) -> Errno {
 fn fd_filestat_get(c: &mut Ctx<'_>, fd: i32, out: u32) -> Errno {
     enter(c, 64)?;
     if stdio(c, fd)?.is_none() {
-        return Ok(BADF);
+        return match wasi(c.data())?.files.filestat(fd) {
+            Ok(stat) => store(c, out, &stat),
+            Err(e) => Ok(e),
+        };
     }
     // Every field zero: no device, inode, size or times (filetype unknown).
     store(c, out, &[0u8; 64])
 }
 
-/// Operations that have no meaning on a standard stream: `on_stdio` for one, `EBADF` for
-/// anything else (there are no other descriptors).
-fn on_fd(c: &mut Ctx<'_>, fd: i32, on_stdio: i32) -> Errno {
+/// Operations ri-sandbox does not support on any descriptor: `on_stdio` for a standard
+/// stream, `on_other` for an open file or directory, `EBADF` for the rest.
+fn on_fd(c: &mut Ctx<'_>, fd: i32, on_stdio: i32, on_other: i32) -> Errno {
     enter(c, 0)?;
     Ok(match stdio(c, fd)? {
         Some(_) => on_stdio,
+        None if wasi(c.data())?.files.get(fd).is_some() => on_other,
         None => BADF,
     })
+}
+
+/// `fd_write` and `fd_pwrite` on a file, after `enter`.
+fn file_write(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32, at: Option<u64>) -> Errno {
+    let Some((memory, state)) = parts(c) else {
+        return Ok(FAULT);
+    };
+    if let Err(e) = wasi_mut(state)?.files.writable(fd) {
+        return Ok(e);
+    }
+    let Some(ranges) = iovecs(memory, iovs, count) else {
+        return Ok(FAULT);
+    };
+    let total: u64 = ranges.iter().map(|r| r.len() as u64).sum();
+    pay_bytes(c, total)?;
+    let Some((memory, state)) = parts(c) else {
+        return Ok(FAULT);
+    };
+    let written = wasi_mut(state)?
+        .files
+        .writable(fd)
+        .and_then(|file| files::write_from(file, memory, &ranges, at));
+    match written {
+        Ok(n) => store(c, out, &(n as u32).to_le_bytes()),
+        Err(e) => Ok(e),
+    }
+}
+
+/// `fd_read` and `fd_pread` on a file, after `enter`: pays for the bytes that are there to
+/// read, then reads them.
+fn file_read(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32, at: Option<u64>) -> Errno {
+    let Some((memory, state)) = parts(c) else {
+        return Ok(FAULT);
+    };
+    let left = match wasi_mut(state)?.files.readable(fd, at) {
+        Ok((_, left)) => left,
+        Err(e) => return Ok(e),
+    };
+    let Some(ranges) = iovecs(memory, iovs, count) else {
+        return Ok(FAULT);
+    };
+    let room: u64 = ranges.iter().map(|r| r.len() as u64).sum();
+    let n = left.min(room).min(u64::from(u32::MAX));
+    pay_bytes(c, n)?;
+    let Some((memory, state)) = parts(c) else {
+        return Ok(FAULT);
+    };
+    let read = wasi_mut(state)?
+        .files
+        .readable(fd, at)
+        .and_then(|(file, _)| files::read_into(file, memory, &ranges, n, at));
+    match read {
+        Ok(n) => store(c, out, &(n as u32).to_le_bytes()),
+        Err(e) => Ok(e),
+    }
+}
+
+/// A path argument: the guest's bytes at `ptr`, which must be UTF-8.
+fn path_arg(c: &mut Ctx<'_>, ptr: u32, len: u32) -> Result<String, i32> {
+    let (memory, _) = parts(c).ok_or(FAULT)?;
+    let bytes = memory
+        .get(range(memory, ptr, u64::from(len)).ok_or(FAULT)?)
+        .ok_or(FAULT)?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| ILSEQ)
+}
+
+fn fd_pread(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, offset: i64, out: u32) -> Errno {
+    enter(c, u64::from(count) * IOVEC_SIZE)?;
+    if stdio(c, fd)?.is_some() {
+        return Ok(SPIPE);
+    }
+    let Ok(offset) = u64::try_from(offset) else {
+        return Ok(INVAL);
+    };
+    file_read(c, fd, iovs, count, out, Some(offset))
+}
+
+fn fd_pwrite(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, offset: i64, out: u32) -> Errno {
+    enter(c, u64::from(count) * IOVEC_SIZE)?;
+    if stdio(c, fd)?.is_some() {
+        return Ok(SPIPE);
+    }
+    let Ok(offset) = u64::try_from(offset) else {
+        return Ok(INVAL);
+    };
+    file_write(c, fd, iovs, count, out, Some(offset))
+}
+
+fn fd_seek(c: &mut Ctx<'_>, fd: i32, offset: i64, whence: i32, out: u32) -> Errno {
+    enter(c, 8)?;
+    if stdio(c, fd)?.is_some() {
+        return Ok(SPIPE);
+    }
+    let position = wasi_mut(c.data_mut())?
+        .files
+        .file(fd)
+        .and_then(|file| files::seek(file, offset, whence));
+    match position {
+        Ok(p) => store(c, out, &p.to_le_bytes()),
+        Err(e) => Ok(e),
+    }
+}
+
+fn fd_filestat_set_size(c: &mut Ctx<'_>, fd: i32, size: i64) -> Errno {
+    enter(c, 0)?;
+    if stdio(c, fd)?.is_some() {
+        return Ok(INVAL);
+    }
+    let Ok(size) = u64::try_from(size) else {
+        return Ok(INVAL);
+    };
+    let files = &mut wasi_mut(c.data_mut())?.files;
+    Ok(match files.writable(fd) {
+        Ok(file) => file.set_len(size).err().map_or(SUCCESS, |e| from_io(&e)),
+        Err(e) => e,
+    })
+}
+
+fn fd_sync(c: &mut Ctx<'_>, fd: i32) -> Errno {
+    enter(c, 0)?;
+    if stdio(c, fd)?.is_some() {
+        return Ok(INVAL);
+    }
+    let files = &mut wasi_mut(c.data_mut())?.files;
+    Ok(match files.file(fd) {
+        Ok(file) => file.sync_data().err().map_or(SUCCESS, |e| from_io(&e)),
+        Err(e) => e,
+    })
+}
+
+fn fd_prestat_get(c: &mut Ctx<'_>, fd: i32, out: u32) -> Errno {
+    enter(c, 8)?;
+    let len = match wasi(c.data())?.files.prestat(fd) {
+        Ok(name) => name.len() as u32,
+        Err(e) => return Ok(e),
+    };
+    let mut prestat = [0u8; 8];
+    prestat[4..].copy_from_slice(&len.to_le_bytes());
+    store(c, out, &prestat)
+}
+
+fn fd_prestat_dir_name(c: &mut Ctx<'_>, fd: i32, ptr: u32, len: u32) -> Errno {
+    enter(c, u64::from(len))?;
+    let name = match wasi(c.data())?.files.prestat(fd) {
+        Ok(name) => name.as_bytes().to_vec(),
+        Err(e) => return Ok(e),
+    };
+    if (len as usize) < name.len() {
+        return Ok(NAMETOOLONG);
+    }
+    store(c, ptr, &name)
+}
+
+fn fd_readdir(c: &mut Ctx<'_>, fd: i32, buf: u32, len: u32, cookie: i64, out: u32) -> Errno {
+    enter(c, 0)?;
+    if stdio(c, fd)?.is_some() {
+        return Ok(NOTDIR);
+    }
+    let listing = wasi(c.data())?
+        .files
+        .readdir(fd, cookie as u64, len as usize);
+    let bytes = match listing {
+        Ok(bytes) => bytes,
+        Err(e) => return Ok(e),
+    };
+    pay_bytes(c, bytes.len() as u64)?;
+    match store(c, buf, &bytes)? {
+        SUCCESS => store(c, out, &(bytes.len() as u32).to_le_bytes()),
+        e => Ok(e),
+    }
+}
+
+/// The `path_*` calls that take one directory and one path: they pay for the path's bytes,
+/// then `op` acts on the table.
+fn path_op(
+    c: &mut Ctx<'_>,
+    fd: i32,
+    ptr: u32,
+    len: u32,
+    op: impl FnOnce(&mut files::FdTable, &str) -> i32,
+) -> Errno {
+    enter(c, u64::from(len))?;
+    if stdio(c, fd)?.is_some() {
+        return Ok(NOTDIR);
+    }
+    let path = match path_arg(c, ptr, len) {
+        Ok(path) => path,
+        Err(e) => return Ok(e),
+    };
+    Ok(op(&mut wasi_mut(c.data_mut())?.files, &path))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn path_open(
+    c: &mut Ctx<'_>,
+    fd: i32,
+    ptr: u32,
+    len: u32,
+    oflags: i32,
+    rights: i64,
+    fdflags: i32,
+    out: u32,
+) -> Errno {
+    let mut opened = Ok(0);
+    let status = path_op(c, fd, ptr, len, |files, path| {
+        opened = files.open(fd, path, oflags, rights as u64, fdflags);
+        SUCCESS
+    })?;
+    if status != SUCCESS {
+        return Ok(status);
+    }
+    match opened {
+        Ok(new_fd) => store(c, out, &new_fd.to_le_bytes()),
+        Err(e) => Ok(e),
+    }
+}
+
+fn path_filestat_get(c: &mut Ctx<'_>, fd: i32, ptr: u32, len: u32, out: u32) -> Errno {
+    let mut stat = Ok([0u8; 64]);
+    let status = path_op(c, fd, ptr, len, |files, path| {
+        stat = files.path_filestat(fd, path);
+        SUCCESS
+    })?;
+    if status != SUCCESS {
+        return Ok(status);
+    }
+    pay_bytes(c, 64)?;
+    match stat {
+        Ok(stat) => store(c, out, &stat),
+        Err(e) => Ok(e),
+    }
+}
+
+fn path_rename(c: &mut Ctx<'_>, fd: i32, old: (u32, u32), new_fd: i32, new: (u32, u32)) -> Errno {
+    enter(c, u64::from(old.1) + u64::from(new.1))?;
+    if stdio(c, fd)?.is_some() || stdio(c, new_fd)?.is_some() {
+        return Ok(NOTDIR);
+    }
+    let (from, to) = match (path_arg(c, old.0, old.1), path_arg(c, new.0, new.1)) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(e), _) | (_, Err(e)) => return Ok(e),
+    };
+    Ok(wasi(c.data())?.files.rename(fd, &from, new_fd, &to))
 }
 
 fn random_get(c: &mut Ctx<'_>, buf: u32, len: u32) -> Errno {
@@ -473,110 +719,120 @@ pub(super) fn define(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     linker.func_wrap(m, "fd_filestat_get", |mut c: Ctx<'_>, fd: i32, out: i32| {
         fd_filestat_get(&mut c, fd, out as u32)
     })?;
-    linker.func_wrap(
-        m,
-        "fd_prestat_get",
-        |mut c: Ctx<'_>, _fd: i32, _out: i32| {
-            enter(&mut c, 0)?;
-            Ok(BADF)
-        },
-    )?;
+    linker.func_wrap(m, "fd_prestat_get", |mut c: Ctx<'_>, fd: i32, out: i32| {
+        fd_prestat_get(&mut c, fd, out as u32)
+    })?;
     linker.func_wrap(
         m,
         "fd_prestat_dir_name",
-        |mut c: Ctx<'_>, _fd: i32, _p: i32, _n: i32| {
-            enter(&mut c, 0)?;
-            Ok(BADF)
+        |mut c: Ctx<'_>, fd: i32, p: i32, n: i32| {
+            fd_prestat_dir_name(&mut c, fd, p as u32, n as u32)
         },
     )?;
     linker.func_wrap(
         m,
         "fd_seek",
-        |mut c: Ctx<'_>, fd: i32, _off: i64, _whence: i32, _out: i32| on_fd(&mut c, fd, SPIPE),
+        |mut c: Ctx<'_>, fd: i32, off: i64, whence: i32, out: i32| {
+            fd_seek(&mut c, fd, off, whence, out as u32)
+        },
     )?;
-    linker.func_wrap(m, "fd_tell", |mut c: Ctx<'_>, fd: i32, _out: i32| {
-        on_fd(&mut c, fd, SPIPE)
+    linker.func_wrap(m, "fd_tell", |mut c: Ctx<'_>, fd: i32, out: i32| {
+        fd_seek(&mut c, fd, 0, 1, out as u32)
     })?;
     linker.func_wrap(
         m,
         "fd_pread",
-        |mut c: Ctx<'_>, fd: i32, _i: i32, _n: i32, _off: i64, _out: i32| on_fd(&mut c, fd, SPIPE),
+        |mut c: Ctx<'_>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
+            fd_pread(&mut c, fd, iovs as u32, n as u32, off, out as u32)
+        },
     )?;
     linker.func_wrap(
         m,
         "fd_pwrite",
-        |mut c: Ctx<'_>, fd: i32, _i: i32, _n: i32, _off: i64, _out: i32| on_fd(&mut c, fd, SPIPE),
+        |mut c: Ctx<'_>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
+            fd_pwrite(&mut c, fd, iovs as u32, n as u32, off, out as u32)
+        },
     )?;
     linker.func_wrap(
         m,
         "fd_readdir",
-        |mut c: Ctx<'_>, fd: i32, _b: i32, _n: i32, _cookie: i64, _out: i32| {
-            on_fd(&mut c, fd, NOTDIR)
+        |mut c: Ctx<'_>, fd: i32, buf: i32, n: i32, cookie: i64, out: i32| {
+            fd_readdir(&mut c, fd, buf as u32, n as u32, cookie, out as u32)
         },
     )?;
+    // Advice is only advice: accepted on files, ignored.
     linker.func_wrap(
         m,
         "fd_advise",
-        |mut c: Ctx<'_>, fd: i32, _off: i64, _len: i64, _advice: i32| on_fd(&mut c, fd, SPIPE),
+        |mut c: Ctx<'_>, fd: i32, _off: i64, _len: i64, _advice: i32| {
+            on_fd(&mut c, fd, SPIPE, SUCCESS)
+        },
     )?;
     linker.func_wrap(
         m,
         "fd_allocate",
-        |mut c: Ctx<'_>, fd: i32, _off: i64, _len: i64| on_fd(&mut c, fd, NOTSUP),
+        |mut c: Ctx<'_>, fd: i32, _off: i64, _len: i64| on_fd(&mut c, fd, NOTSUP, NOTSUP),
     )?;
     linker.func_wrap(m, "fd_datasync", |mut c: Ctx<'_>, fd: i32| {
-        on_fd(&mut c, fd, INVAL)
+        fd_sync(&mut c, fd)
     })?;
-    linker.func_wrap(m, "fd_sync", |mut c: Ctx<'_>, fd: i32| {
-        on_fd(&mut c, fd, INVAL)
-    })?;
+    linker.func_wrap(m, "fd_sync", |mut c: Ctx<'_>, fd: i32| fd_sync(&mut c, fd))?;
     linker.func_wrap(
         m,
         "fd_fdstat_set_flags",
-        |mut c: Ctx<'_>, fd: i32, _f: i32| on_fd(&mut c, fd, NOTSUP),
+        |mut c: Ctx<'_>, fd: i32, _f: i32| on_fd(&mut c, fd, NOTSUP, NOTSUP),
     )?;
     linker.func_wrap(
         m,
         "fd_fdstat_set_rights",
-        |mut c: Ctx<'_>, fd: i32, _b: i64, _i: i64| on_fd(&mut c, fd, NOTSUP),
+        |mut c: Ctx<'_>, fd: i32, _b: i64, _i: i64| on_fd(&mut c, fd, NOTSUP, NOTSUP),
     )?;
     linker.func_wrap(
         m,
         "fd_filestat_set_size",
-        |mut c: Ctx<'_>, fd: i32, _s: i64| on_fd(&mut c, fd, NOTSUP),
+        |mut c: Ctx<'_>, fd: i32, size: i64| fd_filestat_set_size(&mut c, fd, size),
     )?;
+    // Time stamps are not part of what a program sees (they read 0), so they cannot be set.
     linker.func_wrap(
         m,
         "fd_filestat_set_times",
-        |mut c: Ctx<'_>, fd: i32, _a: i64, _m: i64, _f: i32| on_fd(&mut c, fd, NOTSUP),
+        |mut c: Ctx<'_>, fd: i32, _a: i64, _m: i64, _f: i32| on_fd(&mut c, fd, NOTSUP, NOTSUP),
     )?;
     linker.func_wrap(m, "fd_renumber", |mut c: Ctx<'_>, fd: i32, _to: i32| {
-        on_fd(&mut c, fd, NOTSUP)
+        on_fd(&mut c, fd, NOTSUP, NOTSUP)
     })?;
-    // No preopened directories: a directory descriptor is a standard stream (not a
-    // directory) or does not exist.
     linker.func_wrap(
         m,
         "path_create_directory",
-        |mut c: Ctx<'_>, fd: i32, _p: i32, _n: i32| on_fd(&mut c, fd, NOTDIR),
-    )?;
-    linker.func_wrap(
-        m,
-        "path_filestat_get",
-        |mut c: Ctx<'_>, fd: i32, _f: i32, _p: i32, _n: i32, _out: i32| on_fd(&mut c, fd, NOTDIR),
-    )?;
-    linker.func_wrap(
-        m,
-        "path_filestat_set_times",
-        |mut c: Ctx<'_>, fd: i32, _f: i32, _p: i32, _n: i32, _a: i64, _m: i64, _fl: i32| {
-            on_fd(&mut c, fd, NOTDIR)
+        |mut c: Ctx<'_>, fd: i32, p: i32, n: i32| {
+            path_op(&mut c, fd, p as u32, n as u32, |files, path| {
+                files.create_dir(fd, path)
+            })
         },
     )?;
     linker.func_wrap(
         m,
-        "path_link",
-        |mut c: Ctx<'_>, fd: i32, _f: i32, _p: i32, _n: i32, _fd2: i32, _p2: i32, _n2: i32| {
-            on_fd(&mut c, fd, NOTDIR)
+        "path_remove_directory",
+        |mut c: Ctx<'_>, fd: i32, p: i32, n: i32| {
+            path_op(&mut c, fd, p as u32, n as u32, |files, path| {
+                files.remove_dir(fd, path)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "path_unlink_file",
+        |mut c: Ctx<'_>, fd: i32, p: i32, n: i32| {
+            path_op(&mut c, fd, p as u32, n as u32, |files, path| {
+                files.unlink(fd, path)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "path_filestat_get",
+        |mut c: Ctx<'_>, fd: i32, _flags: i32, p: i32, n: i32, out: i32| {
+            path_filestat_get(&mut c, fd, p as u32, n as u32, out as u32)
         },
     )?;
     linker.func_wrap(
@@ -584,43 +840,60 @@ pub(super) fn define(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
         "path_open",
         |mut c: Ctx<'_>,
          fd: i32,
-         _df: i32,
-         _p: i32,
-         _n: i32,
-         _of: i32,
-         _rb: i64,
-         _ri: i64,
-         _ff: i32,
-         _out: i32| on_fd(&mut c, fd, NOTDIR),
+         _dirflags: i32,
+         p: i32,
+         n: i32,
+         oflags: i32,
+         rights: i64,
+         _inheriting: i64,
+         fdflags: i32,
+         out: i32| {
+            path_open(
+                &mut c, fd, p as u32, n as u32, oflags, rights, fdflags, out as u32,
+            )
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "path_rename",
+        |mut c: Ctx<'_>, fd: i32, p: i32, n: i32, fd2: i32, p2: i32, n2: i32| {
+            path_rename(
+                &mut c,
+                fd,
+                (p as u32, n as u32),
+                fd2,
+                (p2 as u32, n2 as u32),
+            )
+        },
+    )?;
+    // Links, symbolic or hard, and time stamps are not supported in granted directories.
+    linker.func_wrap(
+        m,
+        "path_filestat_set_times",
+        |mut c: Ctx<'_>, fd: i32, _f: i32, _p: i32, _n: i32, _a: i64, _m: i64, _fl: i32| {
+            on_fd(&mut c, fd, NOTDIR, NOTSUP)
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "path_link",
+        |mut c: Ctx<'_>, fd: i32, _f: i32, _p: i32, _n: i32, _fd2: i32, _p2: i32, _n2: i32| {
+            on_fd(&mut c, fd, NOTDIR, NOTSUP)
+        },
     )?;
     linker.func_wrap(
         m,
         "path_readlink",
         |mut c: Ctx<'_>, fd: i32, _p: i32, _n: i32, _b: i32, _bn: i32, _out: i32| {
-            on_fd(&mut c, fd, NOTDIR)
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "path_remove_directory",
-        |mut c: Ctx<'_>, fd: i32, _p: i32, _n: i32| on_fd(&mut c, fd, NOTDIR),
-    )?;
-    linker.func_wrap(
-        m,
-        "path_rename",
-        |mut c: Ctx<'_>, fd: i32, _p: i32, _n: i32, _fd2: i32, _p2: i32, _n2: i32| {
-            on_fd(&mut c, fd, NOTDIR)
+            on_fd(&mut c, fd, NOTDIR, NOTSUP)
         },
     )?;
     linker.func_wrap(
         m,
         "path_symlink",
-        |mut c: Ctx<'_>, _p: i32, _n: i32, fd: i32, _p2: i32, _n2: i32| on_fd(&mut c, fd, NOTDIR),
-    )?;
-    linker.func_wrap(
-        m,
-        "path_unlink_file",
-        |mut c: Ctx<'_>, fd: i32, _p: i32, _n: i32| on_fd(&mut c, fd, NOTDIR),
+        |mut c: Ctx<'_>, _p: i32, _n: i32, fd: i32, _p2: i32, _n2: i32| {
+            on_fd(&mut c, fd, NOTDIR, NOTSUP)
+        },
     )?;
     linker.func_wrap(
         m,
@@ -651,22 +924,24 @@ pub(super) fn define(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         m,
         "sock_accept",
-        |mut c: Ctx<'_>, fd: i32, _f: i32, _out: i32| on_fd(&mut c, fd, NOTSOCK),
+        |mut c: Ctx<'_>, fd: i32, _f: i32, _out: i32| on_fd(&mut c, fd, NOTSOCK, NOTSOCK),
     )?;
     linker.func_wrap(
         m,
         "sock_recv",
         |mut c: Ctx<'_>, fd: i32, _d: i32, _n: i32, _f: i32, _o1: i32, _o2: i32| {
-            on_fd(&mut c, fd, NOTSOCK)
+            on_fd(&mut c, fd, NOTSOCK, NOTSOCK)
         },
     )?;
     linker.func_wrap(
         m,
         "sock_send",
-        |mut c: Ctx<'_>, fd: i32, _d: i32, _n: i32, _f: i32, _out: i32| on_fd(&mut c, fd, NOTSOCK),
+        |mut c: Ctx<'_>, fd: i32, _d: i32, _n: i32, _f: i32, _out: i32| {
+            on_fd(&mut c, fd, NOTSOCK, NOTSOCK)
+        },
     )?;
     linker.func_wrap(m, "sock_shutdown", |mut c: Ctx<'_>, fd: i32, _how: i32| {
-        on_fd(&mut c, fd, NOTSOCK)
+        on_fd(&mut c, fd, NOTSOCK, NOTSOCK)
     })?;
     Ok(())
 }

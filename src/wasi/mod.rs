@@ -24,8 +24,12 @@
 //! - **Sleeping** (`poll_oneoff` on a clock): returns at once and moves the monotonic clock on
 //!   by the time asked for. Subscriptions on stdin are ready (with the bytes left), on
 //!   stdout/stderr ready to write.
-//! - **Files**: none. There are no preopened directories, so every `path_*` call fails
-//!   (`EBADF` or `ENOTDIR`), as do sockets. `fd_close` on a standard stream closes it.
+//! - **Files**: none, unless the host grants directories ([`WasiConfig::with_dir`]): they
+//!   are preopened as descriptors 3, 4, ..., read-only or writable, and paths cannot leave
+//!   them. Listings are sorted by name; time stamps, devices and inodes read 0; the files'
+//!   contents are the host's responsibility. Without a grant every `path_*` call fails
+//!   (`EBADF`). Symbolic and hard links cannot be made or read (`ENOTSUP`), time stamps not
+//!   set. Sockets: none. `fd_close` on a standard stream closes it.
 //! - **`proc_exit(n)`**: ends the call with [`ErrorKind::Exit`](crate::ErrorKind::Exit);
 //!   [`Sandbox::run_command`] reports it as a normal outcome with its code.
 //! - **`proc_raise`**: `ENOSYS`. `sched_yield`: success.
@@ -41,8 +45,10 @@
 //!
 //! # Snapshots
 //! Captured output, the stdin position, closed streams and the slept time are part of a
-//! snapshot. The configuration (arguments, environment, stdin's bytes) is not: it belongs to
-//! the sandbox, like its host functions.
+//! snapshot. The configuration (arguments, environment, stdin's bytes, granted directories) is
+//! not: it belongs to the sandbox, like its host functions; neither are the files in granted
+//! directories. A snapshot is refused while the program holds a file it opened open; a
+//! restore closes whatever the program had opened.
 //!
 //! [`Sandbox::stdout`]: crate::Sandbox::stdout
 //! [`Sandbox::stderr`]: crate::Sandbox::stderr
@@ -51,8 +57,11 @@
 
 mod calls;
 mod command;
+mod errno;
+mod files;
 
 pub use command::CommandOutcome;
+pub use files::GrantedDir;
 
 use crate::sandbox::StoreState;
 use serde::{Deserialize, Serialize};
@@ -90,6 +99,9 @@ pub struct WasiConfig {
     pub call_gas: u64,
     /// Gas per byte a WASI call moves between the host and the guest. Default: 1.
     pub byte_gas: u64,
+    /// Directories the program may use, preopened as descriptors 3, 4, ... in this order.
+    /// Default: none (no file system at all). See [`WasiConfig::with_dir`].
+    pub dirs: Vec<GrantedDir>,
 }
 
 impl Default for WasiConfig {
@@ -101,6 +113,7 @@ impl Default for WasiConfig {
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             call_gas: DEFAULT_CALL_GAS,
             byte_gas: DEFAULT_BYTE_GAS,
+            dirs: Vec::new(),
         }
     }
 }
@@ -128,6 +141,45 @@ impl WasiConfig {
     pub fn with_max_output_bytes(mut self, bytes: u64) -> WasiConfig {
         self.max_output_bytes = bytes;
         self
+    }
+
+    /// Grants the program the host directory `host`, which it sees as the preopened directory
+    /// `guest`; `writable` lets it create, write, rename and remove there. Paths cannot leave
+    /// the directory (`..`, absolute paths and symlinks out are refused).
+    ///
+    /// # Determinism
+    /// Granting a directory makes the program's behaviour depend on the files in it: their
+    /// contents, sizes and existence are the host's responsibility. Everything else the
+    /// program could observe is fixed: listings are sorted by name, every time stamp, device
+    /// and inode reads 0, and descriptors are numbered lowest-free first. A snapshot cannot be
+    /// taken while the program holds a file or directory it opened itself open
+    /// ([`SnapshotError::Unsaveable`](crate::SnapshotError::Unsaveable)): that state lives in
+    /// the host's kernel, and the files are not part of a snapshot.
+    pub fn with_dir(
+        mut self,
+        host: impl Into<std::path::PathBuf>,
+        guest: impl Into<String>,
+        writable: bool,
+    ) -> WasiConfig {
+        self.dirs.push(GrantedDir {
+            host: host.into(),
+            guest: guest.into(),
+            writable,
+        });
+        self
+    }
+
+    /// Checks that every granted directory can be opened.
+    pub(crate) fn check_dirs(&self) -> Result<(), String> {
+        for dir in &self.dirs {
+            files::open_granted(dir).map_err(|e| {
+                format!(
+                    "cannot open the granted directory {}: {e}",
+                    dir.host.display()
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Sets [`call_gas`](WasiConfig::call_gas) and [`byte_gas`](WasiConfig::byte_gas).
@@ -173,11 +225,14 @@ pub(crate) struct WasiState {
     /// Gas the sandbox used in earlier calls, and this call's budget: the monotonic clock.
     pub gas_before_call: u64,
     pub budget: i64,
+    /// Descriptors 3 and up: granted directories and what the program opened in them.
+    pub files: files::FdTable,
 }
 
 impl WasiState {
     pub fn new(config: Arc<WasiConfig>) -> WasiState {
         WasiState {
+            files: files::FdTable::new(&config),
             config,
             stdout: Vec::new(),
             stderr: Vec::new(),
@@ -190,22 +245,32 @@ impl WasiState {
         }
     }
 
-    pub fn image(&self) -> WasiImage {
-        WasiImage {
+    /// The state to keep in a snapshot; an error names a descriptor the program opened itself
+    /// and still holds, which cannot be saved.
+    pub fn image(&self) -> Result<WasiImage, String> {
+        if let Some(fd) = self.files.opened_by_program() {
+            return Err(format!(
+                "descriptor {fd}, a file or directory the WASI program opened and has not closed"
+            ));
+        }
+        Ok(WasiImage {
             stdout: self.stdout.clone(),
             stderr: self.stderr.clone(),
             stdin_pos: self.stdin_pos,
             closed: self.closed,
             slept_ns: self.slept_ns,
-        }
+        })
     }
 
+    /// Puts a snapshot's state back; every descriptor the program opened is closed, the
+    /// granted directories are open again.
     pub fn restore(&mut self, image: &WasiImage) {
         self.stdout.clone_from(&image.stdout);
         self.stderr.clone_from(&image.stderr);
         self.stdin_pos = image.stdin_pos;
         self.closed = image.closed;
         self.slept_ns = image.slept_ns;
+        self.files.reset();
     }
 }
 
@@ -357,9 +422,9 @@ mod tests {
         state.stdin_pos = 7;
         state.closed = 0b100;
         state.slept_ns = 42;
-        let image = state.image();
+        let image = state.image().unwrap();
         let mut other = WasiState::new(Arc::new(WasiConfig::default()));
         other.restore(&image);
-        assert_eq!(other.image(), image);
+        assert_eq!(other.image().unwrap(), image);
     }
 }

@@ -228,6 +228,21 @@ fn wasi_programs_run_as_commands() {
     };
     assert!(gas_line(&first).is_some());
     assert_eq!(gas_line(&first), gas_line(&run(&args)));
+
+    // --dir grants a directory read-only, --dir-rw writable.
+    std::fs::write(dir.0.join("input.txt"), "from the host\n").unwrap();
+    let files = fixture_path("wasi/files.wasm");
+    let grant = format!("{}::/data", dir.0.display());
+    let out = run(&["run", "--wasi", files.to_str().unwrap(), "--dir", &grant]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("input: from the host\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("mkdir: 76\n"), "{}", stdout(&out));
+    let out = run(&["run", "--wasi", files.to_str().unwrap(), "--dir-rw", &grant]);
+    assert!(stdout(&out).contains("mkdir: 0\n"), "{}", stdout(&out));
 }
 
 #[test]

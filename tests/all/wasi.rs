@@ -549,3 +549,130 @@ fn programs_print_what_plain_wasmtime_prints() {
         assert_eq!(stderr, expected.stderr, "{name}");
     }
 }
+
+fn files_run(dir: &std::path::Path, writable: bool) -> (i32, String, u64) {
+    let wasi = WasiConfig::default()
+        .with_args(["files", "/data"])
+        .with_dir(dir, "/data", writable);
+    let (code, stdout, stderr, gas) = run("files", wasi);
+    assert!(stderr.is_empty(), "{}", text(&stderr));
+    (code, text(&stdout).to_string(), gas)
+}
+
+#[test]
+fn a_granted_directory_is_usable_and_confined() {
+    let dir = crate::common::TempDir::new("wasi-files");
+    std::fs::write(dir.0.join("input.txt"), "hello from the host\n").unwrap();
+    std::fs::write(dir.0.join("b.txt"), "").unwrap();
+    std::fs::create_dir(dir.0.join("a-dir")).unwrap();
+    let (code, out, gas) = files_run(&dir.0, true);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "input: hello from the host\n\
+         size=20 mtime=0\n\
+         mkdir: 0\n\
+         from offset 10:  the guest\nappended\n\
+         rename: 0\n\
+         entry .\nentry ..\nentry a-dir\nentry b.txt\nentry input.txt\nentry out\n\
+         escape: Capabilities insufficient\n\
+         absolute: Capabilities insufficient\n\
+         unlink: 0\n\
+         rmdir: 0\n"
+    );
+    // The program cleaned up after itself on the host; the host's files are untouched.
+    let mut names: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a-dir", "b.txt", "input.txt"]);
+    // Same files, same output and gas.
+    assert_eq!(files_run(&dir.0, true), (0, out, gas));
+
+    // Read-only: reading works, every change is refused (ENOTCAPABLE, 76).
+    let (code, out, _) = files_run(&dir.0, false);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("input: hello from the host\nsize=20 mtime=0\nmkdir: 76\ncreate: Capabilities insufficient\n"), "{out}");
+    assert!(out.contains("unlink: 76\nrmdir: 76\n"), "{out}");
+}
+
+#[test]
+fn a_missing_granted_directory_is_a_config_error() {
+    let wasi = WasiConfig::default().with_dir("/nonexistent/ri-sandbox", "/data", false);
+    let error = Sandbox::new(runtime(), wasi_config(wasi)).unwrap_err();
+    assert!(matches!(error.kind(), ErrorKind::Config { .. }), "{error}");
+    assert!(
+        error.to_string().contains("/nonexistent/ri-sandbox"),
+        "{error}"
+    );
+}
+
+/// Opens `/data/f.txt` (descriptor 3 is the granted directory) and closes it on request.
+const OPEN_FILE: &str = r#"(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $close (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "f.txt")
+  (func (export "open") (result i32)
+    (drop (call $open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 5) (i32.const 0)
+      (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 16)))
+    (i32.load (i32.const 16)))
+  (func (export "close") (param i32) (result i32) (call $close (local.get 0))))"#;
+
+#[test]
+fn snapshots_refuse_open_files_and_restores_close_them() {
+    let dir = crate::common::TempDir::new("wasi-open-files");
+    std::fs::write(dir.0.join("f.txt"), "x").unwrap();
+    let wasi = WasiConfig::default().with_dir(&dir.0, "/data", false);
+    let mut sandbox = Sandbox::new(runtime(), wasi_config(wasi)).unwrap();
+    sandbox.load(OPEN_FILE.as_bytes()).unwrap();
+    let clean = sandbox.snapshot().unwrap();
+    assert_eq!(call_i32(&mut sandbox, "open", &[]), 4);
+    let error = sandbox.snapshot().unwrap_err();
+    assert!(
+        matches!(
+            error.kind(),
+            ErrorKind::Snapshot(ri_sandbox::SnapshotError::Unsaveable { .. })
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("descriptor 4"), "{error}");
+    // Closing it makes the state saveable again; a restore closes what was open.
+    assert_eq!(call_i32(&mut sandbox, "close", &[Value::I32(4)]), 0);
+    sandbox.snapshot().unwrap();
+    assert_eq!(call_i32(&mut sandbox, "open", &[]), 4);
+    sandbox.restore(&clean).unwrap();
+    assert_eq!(call_i32(&mut sandbox, "close", &[Value::I32(4)]), 8);
+    assert_eq!(call_i32(&mut sandbox, "open", &[]), 4);
+}
+
+#[test]
+fn symlinks_out_of_a_granted_directory_are_refused() {
+    let dir = crate::common::TempDir::new("wasi-symlink");
+    std::os::unix::fs::symlink("/etc", dir.0.join("link")).unwrap();
+    std::fs::write(dir.0.join("inside.txt"), "x").unwrap();
+    std::os::unix::fs::symlink("inside.txt", dir.0.join("ok")).unwrap();
+    let module = r#"(module
+      (import "wasi_snapshot_preview1" "path_open"
+        (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "link/hostname")
+      (data (i32.const 200) "ok")
+      (func (export "open") (param i32 i32) (result i32)
+        (call $open (i32.const 3) (i32.const 1) (local.get 0) (local.get 1) (i32.const 0)
+          (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 16))))"#;
+    let wasi = WasiConfig::default().with_dir(&dir.0, ".", false);
+    let mut sandbox = Sandbox::new(runtime(), wasi_config(wasi)).unwrap();
+    sandbox.load(module.as_bytes()).unwrap();
+    // Out through a symlink: ENOTCAPABLE; a symlink that stays inside: fine.
+    assert_eq!(
+        call_i32(&mut sandbox, "open", &[Value::I32(100), Value::I32(13)]),
+        76
+    );
+    assert_eq!(
+        call_i32(&mut sandbox, "open", &[Value::I32(200), Value::I32(2)]),
+        0
+    );
+}
