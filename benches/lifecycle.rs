@@ -36,7 +36,8 @@ fn ri_sandbox_lifecycle() -> i32 {
 
 fn wasmtime_lifecycle() -> i32 {
     let engine = wasmtime::Engine::default();
-    let module = wasmtime::Module::new(&engine, COUNTER).unwrap();
+    // Text in both: ri-sandbox's `load` takes text too.
+    let module = wasmtime::Module::new(&engine, wat::parse_str(COUNTER).unwrap()).unwrap();
     let mut store = wasmtime::Store::new(&engine, ());
     let instance = wasmtime::Linker::new(&engine)
         .instantiate(&mut store, &module)
