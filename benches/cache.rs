@@ -1,6 +1,7 @@
 //! Loading a large module (1.6 MB of wasm, `fixtures/bench/prog_large.wasm`) cold (instrument
 //! and compile), from a warm disk cache, and from the in-memory cache, against a raw wasmtime
-//! instantiation of an already compiled module. Criterion ids: `cache/large/<case>`.
+//! instantiation of an already compiled module; from memory both by bytes (which hashes the
+//! 1.6 MB) and by a kept `CacheKey` (which hashes nothing). Criterion ids: `cache/large/<case>`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ri_sandbox::{Config, ModuleCache, Runtime, Sandbox};
@@ -46,6 +47,15 @@ fn benches(c: &mut Criterion) {
     group.bench_function("warm_memory_load", |b| {
         b.iter(|| {
             let compiled = runtime.compile_cached(LARGE, &config, &memory).unwrap();
+            let mut sandbox = Sandbox::new(&runtime, config.clone()).unwrap();
+            sandbox.load_compiled(&compiled).unwrap();
+            black_box(sandbox)
+        })
+    });
+    let key = runtime.cache_key(LARGE, &config).unwrap();
+    group.bench_function("warm_memory_load_by_key", |b| {
+        b.iter(|| {
+            let compiled = memory.get(&key).unwrap();
             let mut sandbox = Sandbox::new(&runtime, config.clone()).unwrap();
             sandbox.load_compiled(&compiled).unwrap();
             black_box(sandbox)

@@ -36,6 +36,20 @@ const EXTENSION: &str = "rsm";
 const CHECKSUM_LEN: usize = 16;
 const MAC_LEN: usize = 32;
 
+/// A module's identity in a [`ModuleCache`]: a SHA-256 of the module's bytes and of everything
+/// its compiled form depends on (see the module documentation). Computing it hashes the whole
+/// module; a host that loads the same module many times computes it once
+/// ([`Runtime::cache_key`]) and looks the module up with [`ModuleCache::get`], which hashes
+/// nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheKey([u8; 32]);
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CacheKey({})", hex(&self.0))
+    }
+}
+
 /// What a cache has done.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -138,6 +152,16 @@ impl ModuleCache {
                 .map(|(dir, _)| entries(dir).iter().map(|e| e.1).sum())
                 .unwrap_or(0),
         }
+    }
+
+    /// The module filed under `key` in memory, if it is there (a hit is counted; a `None` is
+    /// not a miss, since nothing was compiled): a lookup that hashes nothing, for hosts that
+    /// keep the key of a module they load often. On `None`, load through
+    /// [`Runtime::compile_cached`], which files the module under the same key.
+    pub fn get(&self, key: &CacheKey) -> Option<CompiledModule> {
+        let hit = self.memory_get(&key.0)?;
+        self.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+        Some(hit)
     }
 
     fn memory_get(&self, key: &[u8; 32]) -> Option<CompiledModule> {
@@ -272,6 +296,16 @@ fn decode_entry(bytes: &[u8]) -> Option<Entry<'_>> {
 }
 
 impl Runtime {
+    /// The key [`Runtime::compile_cached`] files `module` (binary or text) under for sandboxes
+    /// of `config` on this runtime's engine.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidModule`] for text that does not parse.
+    pub fn cache_key(&self, module: &[u8], config: &Config) -> Result<CacheKey, Error> {
+        let binary = crate::runtime::to_binary(module)?;
+        Ok(CacheKey(cache_key(self, &binary, config)))
+    }
+
     /// [`Runtime::compile`], through a cache: a module compiled before with the same bytes,
     /// configuration, versions and engine comes back from memory or disk instead.
     ///

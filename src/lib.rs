@@ -37,7 +37,7 @@ mod validate;
 mod value;
 pub mod wasi;
 
-pub use cache::{CacheMetrics, ModuleCache};
+pub use cache::{CacheKey, CacheMetrics, ModuleCache};
 pub use config::Config;
 pub use error::{Error, ErrorKind, TrapCode};
 pub use execution::{Execution, Output, Payload, TypedExport};

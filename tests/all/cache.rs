@@ -37,6 +37,31 @@ fn memory_cache_hits_after_a_miss() {
 }
 
 #[test]
+fn a_kept_key_finds_the_module_without_hashing_it_again() {
+    let cache = ModuleCache::in_memory(4);
+    let config = Config::default();
+    let bytes = fixture("fibonacci.wasm");
+    let key = runtime().cache_key(&bytes, &config).unwrap();
+    // Text and binary of one module share a key; another cost model does not.
+    assert_eq!(
+        key,
+        runtime()
+            .cache_key(&fixture("fibonacci.wat"), &config)
+            .unwrap()
+    );
+    let other = config.clone().with_stack_limit(1000);
+    assert_ne!(key, runtime().cache_key(&bytes, &other).unwrap());
+    // Nothing there yet, and that is not counted as a miss.
+    assert!(cache.get(&key).is_none());
+    assert_eq!(cache.metrics().misses, 0);
+    runtime().compile_cached(&bytes, &config, &cache).unwrap();
+    let hit = cache.get(&key).expect("filed under the same key");
+    assert_eq!(cache.metrics().memory_hits, 1);
+    assert_eq!(fib20(runtime(), &hit, &config), Value::I32(6765));
+    assert!(runtime().cache_key(b"(module", &config).is_err());
+}
+
+#[test]
 fn disk_cache_survives_the_process_and_keys_on_costs_and_stack_limit() {
     let dir = TempDir::new("cache-disk");
     let config = Config::default();
