@@ -7,6 +7,7 @@ use super::{OutputLimitHit, ProcExit, Stream, WasiState, MODULE};
 use crate::host::HostOutOfGas;
 use crate::sandbox::StoreState;
 use rand_core::Rng;
+use std::sync::Arc;
 use wasmtime::{Caller, Extern, Linker, Val};
 
 type Ctx<'a> = Caller<'a, StoreState>;
@@ -266,7 +267,7 @@ fn fd_read(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32) -> Errno {
         return Ok(FAULT);
     };
     let wasi = wasi_mut(state)?;
-    let stdin = wasi.config.clone().stdin.clone();
+    let stdin = Arc::clone(&wasi.config.stdin);
     let mut at = wasi.stdin_pos as usize;
     let end = at + n as usize;
     for r in ranges {
