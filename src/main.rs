@@ -283,13 +283,7 @@ fn precompile(module: &str, output: &str, key_file: &str) -> Result<String, Fail
     let ready = runtime
         .precompile(&read(module)?, &Config::default(), &key)
         .map_err(fail)?;
-    let temp = format!("{output}.tmp");
-    std::fs::write(&temp, &ready)
-        .and_then(|()| std::fs::rename(&temp, output))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            Failure::Run(format!("cannot write {output}: {e}"))
-        })?;
+    write_atomically(output, &ready)?;
     Ok(format!(
         "precompiled {module} -> {output}: {} bytes",
         ready.len()
@@ -425,14 +419,20 @@ fn save_snapshot(sandbox: &mut Sandbox, path: Option<&str>) -> Result<String, Fa
         .snapshot()
         .map_err(|e| Failure::Run(e.to_string()))?
         .to_bytes();
+    write_atomically(path, &bytes)?;
+    Ok(format!("\nsnapshot: {} bytes to {path}", bytes.len()))
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed into place, so a failure leaves
+/// nothing half written.
+fn write_atomically(path: &str, bytes: &[u8]) -> Result<(), Failure> {
     let temp = format!("{path}.tmp");
-    std::fs::write(&temp, &bytes)
+    std::fs::write(&temp, bytes)
         .and_then(|()| std::fs::rename(&temp, path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&temp);
             Failure::Run(format!("cannot write {path}: {e}"))
-        })?;
-    Ok(format!("\nsnapshot: {} bytes to {path}", bytes.len()))
+        })
 }
 
 /// A WASI program that failed still shows what it wrote before the failure.

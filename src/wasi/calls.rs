@@ -802,33 +802,19 @@ pub(super) fn define(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     linker.func_wrap(m, "fd_renumber", |mut c: Ctx<'_>, fd: i32, _to: i32| {
         on_fd(&mut c, fd, NOTSUP, NOTSUP)
     })?;
-    linker.func_wrap(
-        m,
-        "path_create_directory",
-        |mut c: Ctx<'_>, fd: i32, p: i32, n: i32| {
+    type PathOp = fn(&files::FdTable, i32, &str) -> i32;
+    let one_path: [(&str, PathOp); 3] = [
+        ("path_create_directory", files::FdTable::create_dir),
+        ("path_remove_directory", files::FdTable::remove_dir),
+        ("path_unlink_file", files::FdTable::unlink),
+    ];
+    for (name, op) in one_path {
+        linker.func_wrap(m, name, move |mut c: Ctx<'_>, fd: i32, p: i32, n: i32| {
             path_op(&mut c, fd, p as u32, n as u32, |files, path| {
-                files.create_dir(fd, path)
+                op(files, fd, path)
             })
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "path_remove_directory",
-        |mut c: Ctx<'_>, fd: i32, p: i32, n: i32| {
-            path_op(&mut c, fd, p as u32, n as u32, |files, path| {
-                files.remove_dir(fd, path)
-            })
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "path_unlink_file",
-        |mut c: Ctx<'_>, fd: i32, p: i32, n: i32| {
-            path_op(&mut c, fd, p as u32, n as u32, |files, path| {
-                files.unlink(fd, path)
-            })
-        },
-    )?;
+        })?;
+    }
     linker.func_wrap(
         m,
         "path_filestat_get",
