@@ -491,11 +491,12 @@ fn fd_readdir(c: &mut Ctx<'_>, fd: i32, buf: u32, len: u32, cookie: i64, out: u3
     let listing = wasi(c.data())?
         .files
         .readdir(fd, cookie as u64, len as usize);
-    let bytes = match listing {
-        Ok(bytes) => bytes,
+    let (bytes, whole) = match listing {
+        Ok(listing) => listing,
         Err(e) => return Ok(e),
     };
-    pay_bytes(c, bytes.len() as u64)?;
+    // The whole listing was read and sorted, whatever part of it the buffer takes.
+    pay_bytes(c, whole)?;
     match store(c, buf, &bytes)? {
         SUCCESS => store(c, out, &(bytes.len() as u32).to_le_bytes()),
         e => Ok(e),

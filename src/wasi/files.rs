@@ -363,8 +363,9 @@ impl FdTable {
     }
 
     /// `fd_readdir`'s bytes from entry `cookie` on: `.` and `..`, then the entries sorted by
-    /// name, each a 24-byte dirent and its name; at most `max` bytes.
-    pub fn readdir(&self, fd: i32, cookie: u64, max: usize) -> Result<Vec<u8>, i32> {
+    /// name, each a 24-byte dirent and its name; at most `max` bytes. Also the size of the
+    /// whole listing, which the call pays for: every call lists the whole directory.
+    pub fn readdir(&self, fd: i32, cookie: u64, max: usize) -> Result<(Vec<u8>, u64), i32> {
         let (dir, _) = self.dir(fd)?;
         let mut entries: Vec<(Vec<u8>, u8)> = vec![
             (b".".to_vec(), FILETYPE_DIRECTORY),
@@ -382,6 +383,7 @@ impl FdTable {
         }
         listed.sort();
         entries.extend(listed);
+        let whole: u64 = entries.iter().map(|(name, _)| 24 + name.len() as u64).sum();
         let mut out = Vec::new();
         for (i, (name, kind)) in entries
             .iter()
@@ -399,7 +401,7 @@ impl FdTable {
             out.extend_from_slice(name);
         }
         out.truncate(max);
-        Ok(out)
+        Ok((out, whole))
     }
 }
 

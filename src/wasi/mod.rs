@@ -39,8 +39,9 @@
 //! # Gas
 //! Every WASI call costs [`WasiConfig::call_gas`] plus [`WasiConfig::byte_gas`] per byte it
 //! moves between the host and the guest (data written or read, iovec arrays, argument and
-//! environment strings, random bytes, poll records), charged before the work is done. A call
-//! the budget cannot pay ends with [`ErrorKind::GasExhausted`](crate::ErrorKind::GasExhausted)
+//! environment strings, random bytes, poll records; for `fd_readdir`, the whole directory's
+//! listing, which every call reads), charged before the work is done (`fd_readdir`: once the
+//! directory is read, before anything is copied). A call the budget cannot pay ends with [`ErrorKind::GasExhausted`](crate::ErrorKind::GasExhausted)
 //! having done nothing.
 //!
 //! # Snapshots

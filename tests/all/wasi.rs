@@ -676,3 +676,38 @@ fn symlinks_out_of_a_granted_directory_are_refused() {
         0
     );
 }
+
+#[test]
+fn every_readdir_pays_for_the_whole_listing() {
+    let dir = crate::common::TempDir::new("wasi-readdir");
+    for i in 0..50 {
+        std::fs::write(dir.0.join(format!("file-{i:02}")), "").unwrap();
+    }
+    let module = r#"(module
+      (import "wasi_snapshot_preview1" "fd_readdir"
+        (func $readdir (param i32 i32 i32 i64 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "list") (param $len i32) (param $cookie i64) (result i32)
+        (drop (call $readdir (i32.const 3) (i32.const 1024) (local.get $len)
+          (local.get $cookie) (i32.const 16)))
+        (i32.load (i32.const 16))))"#;
+    let wasi = WasiConfig::default().with_dir(&dir.0, ".", false);
+    let mut sandbox = Sandbox::new(runtime(), wasi_config(wasi)).unwrap();
+    sandbox.load(module.as_bytes()).unwrap();
+    let list = |s: &mut Sandbox, len: i32, cookie: i64| {
+        let run = s
+            .call("list", &[Value::I32(len), Value::I64(cookie)])
+            .unwrap();
+        (run.values()[0], run.metrics.gas_used)
+    };
+    // 52 entries (with . and ..), 24 bytes of header each plus the names.
+    let whole = 52 * 24 + 1 + 2 + 50 * 7;
+    let (all, gas_all) = list(&mut sandbox, 60_000, 0);
+    assert_eq!(all, Value::I32(whole));
+    // A one-entry buffer, or the last entries only: the same price, the whole listing.
+    let (one, gas_one) = list(&mut sandbox, 24, 0);
+    assert_eq!(one, Value::I32(24));
+    let (_, gas_tail) = list(&mut sandbox, 60_000, 51);
+    assert_eq!(gas_one, gas_all);
+    assert_eq!(gas_tail, gas_all);
+}
