@@ -370,6 +370,12 @@ pub(crate) const SIGNATURES: &[(&str, &str, &str)] = &[
     ("sock_shutdown", "ii", "i"),
 ];
 
+/// Every WASI preview1 function ri-sandbox links, with its type: `(name, params, results)`,
+/// `i` for `i32` and `I` for `i64` (`proc_exit` has no result).
+pub fn signatures() -> &'static [(&'static str, &'static str, &'static str)] {
+    SIGNATURES
+}
+
 /// Whether `ty` is the type of WASI function `name`.
 pub(crate) fn is_wasi_function(name: &str, ty: &wasmtime::FuncType) -> bool {
     let letters = |types: &mut dyn Iterator<Item = wasmtime::ValType>| -> Option<String> {
