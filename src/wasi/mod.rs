@@ -7,6 +7,20 @@
 //! entropy, environment or files. A small implementation whose every answer is written here
 //! does all three; `wasmtime-wasi` has no hook for the first and keeps its state opaque.
 //!
+//! ```
+//! use ri_sandbox::{Config, Runtime, Sandbox, WasiConfig};
+//!
+//! let wasi = WasiConfig::default().with_args(["hello", "world"]);
+//! let config = Config::default().with_max_gas(100_000_000).with_wasi(wasi);
+//! let mut sandbox = Sandbox::new(&Runtime::new()?, config)?;
+//! sandbox.load(&std::fs::read("fixtures/wasi/hello.wasm").unwrap())?; // C, wasi-libc
+//! let outcome = sandbox.run_command()?;
+//! assert_eq!(outcome.exit_code, 0);
+//! assert_eq!(sandbox.take_stdout(), b"hello, world\nargv[0]=hello\nargv[1]=world\n");
+//! assert_eq!(sandbox.take_stderr(), b"to stderr\n");
+//! # Ok::<(), ri_sandbox::Error>(())
+//! ```
+//!
 //! # What the guest sees
 //! - **Arguments and environment**: exactly [`WasiConfig::args`] and [`WasiConfig::env`].
 //! - **stdin**: the bytes in [`WasiConfig::stdin`], then end of file.
