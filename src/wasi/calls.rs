@@ -3,123 +3,17 @@
 
 use super::errno::*;
 use super::files::{self, RIGHT_FD_READ, RIGHT_FD_WRITE};
+use super::guest::*;
 use super::{OutputLimitHit, ProcExit, Stream, WasiState, MODULE};
-use crate::host::HostOutOfGas;
 use crate::sandbox::StoreState;
 use rand_core::Rng;
 use std::sync::Arc;
-use wasmtime::{Caller, Extern, Linker, Val};
-
-type Ctx<'a> = Caller<'a, StoreState>;
-type Errno = wasmtime::Result<i32>;
+use wasmtime::Linker;
 
 const NAMETOOLONG: i32 = 37;
 const RIGHT_POLL_FD_READWRITE: u64 = 1 << 27;
-
 const SUBSCRIPTION_SIZE: u64 = 48;
 const EVENT_SIZE: u64 = 32;
-const IOVEC_SIZE: u64 = 8;
-
-fn not_enabled() -> wasmtime::Error {
-    wasmtime::Error::msg("WASI is not enabled for this sandbox")
-}
-
-/// Charges `gas` to the call, or sets the counter to -1 and traps when it cannot pay.
-fn charge(c: &mut Ctx<'_>, gas: u64) -> wasmtime::Result<()> {
-    let Some(global) = c.data().wasi.as_ref().and_then(|w| w.gas) else {
-        return Err(not_enabled());
-    };
-    let left = global.get(&mut *c).i64().unwrap_or(0);
-    let cost = i64::try_from(gas).unwrap_or(i64::MAX);
-    if left < cost {
-        global.set(&mut *c, Val::I64(-1))?;
-        return Err(wasmtime::Error::new(HostOutOfGas));
-    }
-    global.set(&mut *c, Val::I64(left - cost))
-}
-
-fn prices(c: &Ctx<'_>) -> wasmtime::Result<(u64, u64)> {
-    let wasi = c.data().wasi.as_ref().ok_or_else(not_enabled)?;
-    Ok((wasi.config.call_gas, wasi.config.byte_gas))
-}
-
-/// The start of every call: counts it and charges its base price plus `bytes` moved.
-fn enter(c: &mut Ctx<'_>, bytes: u64) -> wasmtime::Result<()> {
-    c.data_mut().host_calls += 1;
-    let (call, byte) = prices(c)?;
-    charge(c, call.saturating_add(bytes.saturating_mul(byte)))
-}
-
-/// Charges `bytes` moved, after `enter`.
-fn pay_bytes(c: &mut Ctx<'_>, bytes: u64) -> wasmtime::Result<()> {
-    let (_, byte) = prices(c)?;
-    charge(c, bytes.saturating_mul(byte))
-}
-
-/// The guest's memory and the store's state, borrowed together.
-fn parts<'a>(c: &'a mut Ctx<'_>) -> Option<(&'a mut [u8], &'a mut StoreState)> {
-    let Some(Extern::Memory(memory)) = c.get_export("memory") else {
-        return None;
-    };
-    Some(memory.data_and_store_mut(c))
-}
-
-fn wasi(state: &StoreState) -> wasmtime::Result<&WasiState> {
-    state.wasi.as_deref().ok_or_else(not_enabled)
-}
-
-fn wasi_mut(state: &mut StoreState) -> wasmtime::Result<&mut WasiState> {
-    state.wasi.as_deref_mut().ok_or_else(not_enabled)
-}
-
-/// The standard stream `fd`, when it is one and still open.
-fn stdio(c: &Ctx<'_>, fd: i32) -> wasmtime::Result<Option<u32>> {
-    let wasi = wasi(c.data())?;
-    Ok(match u32::try_from(fd) {
-        Ok(fd @ 0..=2) if wasi.closed & (1 << fd) == 0 => Some(fd),
-        _ => None,
-    })
-}
-
-fn range(memory: &[u8], ptr: u32, len: u64) -> Option<std::ops::Range<usize>> {
-    let end = u64::from(ptr).checked_add(len)?;
-    (end <= memory.len() as u64).then_some(ptr as usize..end as usize)
-}
-
-fn read_u32(memory: &[u8], ptr: u32) -> Option<u32> {
-    let bytes = memory.get(range(memory, ptr, 4)?)?;
-    Some(u32::from_le_bytes(bytes.try_into().ok()?))
-}
-
-fn write(memory: &mut [u8], ptr: u32, bytes: &[u8]) -> Option<()> {
-    let range = range(memory, ptr, bytes.len() as u64)?;
-    memory[range].copy_from_slice(bytes);
-    Some(())
-}
-
-/// Writes `bytes` at `ptr`: `SUCCESS`, or `FAULT` when the memory is missing or too small.
-fn store(c: &mut Ctx<'_>, ptr: u32, bytes: &[u8]) -> Errno {
-    Ok(
-        match parts(c).and_then(|(memory, _)| write(memory, ptr, bytes)) {
-            Some(()) => SUCCESS,
-            None => FAULT,
-        },
-    )
-}
-
-/// The iovec array at `iovs`, as memory ranges; `None` when any of it is outside memory.
-fn iovecs(memory: &[u8], iovs: u32, count: u32) -> Option<Vec<std::ops::Range<usize>>> {
-    // The whole array must be in memory before anything is allocated for it.
-    range(memory, iovs, u64::from(count) * IOVEC_SIZE)?;
-    (0..count)
-        .map(|i| {
-            let at = iovs + i * IOVEC_SIZE as u32;
-            let ptr = read_u32(memory, at)?;
-            let len = read_u32(memory, at + 4)?;
-            range(memory, ptr, u64::from(len))
-        })
-        .collect()
-}
 
 /// `args_sizes_get` and `environ_sizes_get`: the count and the bytes of the NUL-terminated
 /// strings.
@@ -385,15 +279,6 @@ fn file_read(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32, at: Opti
         Ok(n) => store(c, out, &(n as u32).to_le_bytes()),
         Err(e) => Ok(e),
     }
-}
-
-/// A path argument: the guest's bytes at `ptr`, which must be UTF-8.
-fn path_arg(c: &mut Ctx<'_>, ptr: u32, len: u32) -> Result<String, i32> {
-    let (memory, _) = parts(c).ok_or(FAULT)?;
-    let bytes = memory
-        .get(range(memory, ptr, u64::from(len)).ok_or(FAULT)?)
-        .ok_or(FAULT)?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| ILSEQ)
 }
 
 fn fd_pread(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, offset: i64, out: u32) -> Errno {
@@ -932,32 +817,4 @@ pub(super) fn define(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
         on_fd(&mut c, fd, NOTSOCK, NOTSOCK)
     })?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges_never_overflow() {
-        let memory = [0u8; 16];
-        assert_eq!(range(&memory, 0, 16), Some(0..16));
-        assert_eq!(range(&memory, 1, 16), None);
-        assert_eq!(range(&memory, u32::MAX, u64::MAX), None);
-        assert_eq!(read_u32(&memory, 13), None);
-    }
-
-    #[test]
-    fn iovec_arrays_outside_memory_are_refused_before_allocation() {
-        let mut memory = vec![0u8; 64];
-        // One iovec at 0: ptr 16, len 8.
-        memory[..4].copy_from_slice(&16u32.to_le_bytes());
-        memory[4..8].copy_from_slice(&8u32.to_le_bytes());
-        let one = iovecs(&memory, 0, 1).unwrap();
-        assert_eq!(one.len(), 1);
-        assert_eq!(one[0], 16..24);
-        assert_eq!(iovecs(&memory, 0, u32::MAX), None);
-        memory[4..8].copy_from_slice(&100u32.to_le_bytes());
-        assert_eq!(iovecs(&memory, 0, 1), None);
-    }
 }

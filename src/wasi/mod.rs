@@ -74,6 +74,7 @@ mod calls;
 mod command;
 mod errno;
 mod files;
+mod guest;
 
 pub use command::CommandOutcome;
 pub use files::GrantedDir;
