@@ -72,3 +72,51 @@ impl std::fmt::Display for Value {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_cross_to_wasmtime_and_back_bit_for_bit() {
+        let values = [
+            Value::I32(-7),
+            Value::I64(i64::MIN),
+            // A NaN with a payload: its bits must survive, determinism depends on it.
+            Value::F32(f32::from_bits(0x7fc0_1234)),
+            Value::F64(f64::from_bits(0xfff8_0000_dead_beef)),
+            Value::V128(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10),
+        ];
+        for v in values {
+            let back = Value::from_wasmtime(&v.to_wasmtime()).unwrap();
+            match (v, back) {
+                (Value::F32(a), Value::F32(b)) => assert_eq!(a.to_bits(), b.to_bits()),
+                (Value::F64(a), Value::F64(b)) => assert_eq!(a.to_bits(), b.to_bits()),
+                (a, b) => assert_eq!(a, b),
+            }
+        }
+        assert_eq!(Value::from_wasmtime(&wasmtime::Val::ExternRef(None)), None);
+        let names: Vec<_> = values.iter().map(Value::type_name).collect();
+        assert_eq!(names, ["i32", "i64", "f32", "f64", "v128"]);
+    }
+
+    #[test]
+    fn values_parse_and_print() {
+        assert_eq!(Value::parse("i32", "-3"), Some(Value::I32(-3)));
+        assert_eq!(
+            Value::parse("i64", "9000000000"),
+            Some(Value::I64(9_000_000_000))
+        );
+        assert_eq!(Value::parse("f32", "1.5"), Some(Value::F32(1.5)));
+        assert_eq!(Value::parse("f64", "-0.25"), Some(Value::F64(-0.25)));
+        assert_eq!(Value::parse("i32", "x"), None);
+        assert_eq!(Value::parse("v128", "1"), None);
+        assert_eq!(Value::I64(-2).to_string(), "-2");
+        assert_eq!(Value::F32(1.5).to_string(), "1.5");
+        assert_eq!(Value::F64(0.25).to_string(), "0.25");
+        assert_eq!(
+            Value::V128(1).to_string(),
+            "0x00000000000000000000000000000001"
+        );
+    }
+}

@@ -1,7 +1,6 @@
 //! WASI preview1 error numbers (`errno`), and how host I/O errors map onto them.
 
 pub const SUCCESS: i32 = 0;
-pub const ACCES: i32 = 2;
 pub const BADF: i32 = 8;
 pub const EXIST: i32 = 20;
 pub const FAULT: i32 = 21;
@@ -40,10 +39,7 @@ pub fn from_io(error: &std::io::Error) -> i32 {
         K::CrossesDevices => XDEV,
         K::FileTooLarge => FBIG,
         K::Unsupported => NOTSUP,
-        _ => match error.raw_os_error() {
-            Some(13) => ACCES,
-            _ => IO,
-        },
+        _ => IO,
     }
 }
 
@@ -53,10 +49,27 @@ mod tests {
 
     #[test]
     fn io_errors_map_to_their_errno() {
-        let e = |kind| std::io::Error::from(kind);
-        assert_eq!(from_io(&e(std::io::ErrorKind::NotFound)), NOENT);
-        assert_eq!(from_io(&e(std::io::ErrorKind::AlreadyExists)), EXIST);
-        assert_eq!(from_io(&e(std::io::ErrorKind::DirectoryNotEmpty)), NOTEMPTY);
-        assert_eq!(from_io(&e(std::io::ErrorKind::Other)), IO);
+        use std::io::ErrorKind as K;
+        let table = [
+            (K::NotFound, NOENT),
+            (K::PermissionDenied, NOTCAPABLE),
+            (K::AlreadyExists, EXIST),
+            (K::IsADirectory, ISDIR),
+            (K::NotADirectory, NOTDIR),
+            (K::DirectoryNotEmpty, NOTEMPTY),
+            (K::InvalidInput, INVAL),
+            (K::ReadOnlyFilesystem, ROFS),
+            (K::StorageFull, NOSPC),
+            (K::CrossesDevices, XDEV),
+            (K::FileTooLarge, FBIG),
+            (K::Unsupported, NOTSUP),
+            (K::Other, IO),
+        ];
+        for (kind, errno) in table {
+            assert_eq!(from_io(&std::io::Error::from(kind)), errno, "{kind:?}");
+        }
+        // Errors straight from the OS map through their kind: EACCES, then EIO.
+        assert_eq!(from_io(&std::io::Error::from_raw_os_error(13)), NOTCAPABLE);
+        assert_eq!(from_io(&std::io::Error::from_raw_os_error(5)), IO);
     }
 }

@@ -438,6 +438,24 @@ mod tests {
     }
 
     #[test]
+    fn traps_and_streams_describe_themselves() {
+        let error = crate::Error::new(crate::ErrorKind::OutputLimit {
+            stream: Stream::Stderr,
+            limit: 5,
+        });
+        assert_eq!(
+            error.to_string(),
+            "output limit exceeded: stderr would hold more than 5 bytes"
+        );
+        let hit = OutputLimitHit {
+            stream: Stream::Stdout,
+            limit: 7,
+        };
+        assert_eq!(hit.to_string(), "stdout would hold more than 7 bytes");
+        assert_eq!(ProcExit(3).to_string(), "the program exited with code 3");
+    }
+
+    #[test]
     fn images_round_trip() {
         let mut state = WasiState::new(Arc::new(WasiConfig::default()));
         state.stdout.extend_from_slice(b"out");

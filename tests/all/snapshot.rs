@@ -427,3 +427,44 @@ fn the_validator_passes_deterministic_calls_and_catches_a_nondeterministic_host(
         "{report:?}"
     );
 }
+
+/// A host function whose answer steers the guest's work, its memory and whether it fails:
+/// the validator names each kind of difference.
+#[test]
+fn the_validator_reports_gas_memory_and_outcome_differences() {
+    let module = r#"(module
+      (import "env" "host_n" (func $n (result i32)))
+      (memory (export "memory") 1)
+      (func (export "work") (result i32) (local $i i32) (local $k i32)
+        (local.set $k (call $n))
+        (if (i32.eq (local.get $k) (i32.const 99)) (then unreachable))
+        (i32.store (i32.const 0) (local.get $k))
+        (loop $l
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get $k))))
+        (local.get $i)))"#;
+    let with_answers = |answers: Vec<i32>| {
+        let calls = Arc::new(AtomicI64::new(0));
+        let host = HostFunction::new("host_n", &[], &[ValType::I32], move |_, _| {
+            let i = calls.fetch_add(1, Ordering::Relaxed) as usize;
+            Ok(vec![Value::I32(answers[i.min(answers.len() - 1)])])
+        });
+        let mut sandbox =
+            Sandbox::new(runtime(), Config::default().with_host_function(host)).unwrap();
+        sandbox.load(module.as_bytes()).unwrap();
+        validate_determinism(&mut sandbox, "work", &Payload::Args(vec![])).unwrap()
+    };
+    let steady = with_answers(vec![10]);
+    assert!(steady.is_deterministic(), "{steady:?}");
+
+    let drifting = with_answers(vec![10, 20]);
+    let said = drifting.differences.join("; ");
+    assert!(said.contains("results differ"), "{said}");
+    assert!(said.contains("gas differs"), "{said}");
+    assert!(said.contains("memory differs"), "{said}");
+
+    let failing = with_answers(vec![10, 99]);
+    let said = failing.differences.join("; ");
+    assert!(said.contains("outcomes differ"), "{said}");
+    assert!(failing.second.contains("trap"), "{failing:?}");
+}
