@@ -8,9 +8,30 @@ use super::{OutputLimitHit, ProcExit, Stream, WasiState, MODULE};
 use crate::sandbox::StoreState;
 use rand_core::Rng;
 use std::sync::Arc;
-use wasmtime::Linker;
+use wasmtime::{Linker, Val};
 
 const NAMETOOLONG: i32 = 37;
+
+/// The calls ri-sandbox answers from the descriptor alone: `(name, index of the descriptor
+/// parameter, answer for a standard stream, answer for an open file or directory)`; any other
+/// descriptor is `EBADF`. Advice is accepted and ignored; links, time stamps, renumbering,
+/// preallocation, flags, rights and sockets are not supported.
+const UNSUPPORTED: &[(&str, usize, i32, i32)] = &[
+    ("fd_advise", 0, SPIPE, SUCCESS),
+    ("fd_allocate", 0, NOTSUP, NOTSUP),
+    ("fd_fdstat_set_flags", 0, NOTSUP, NOTSUP),
+    ("fd_fdstat_set_rights", 0, NOTSUP, NOTSUP),
+    ("fd_filestat_set_times", 0, NOTSUP, NOTSUP),
+    ("fd_renumber", 0, NOTSUP, NOTSUP),
+    ("path_filestat_set_times", 0, NOTDIR, NOTSUP),
+    ("path_link", 0, NOTDIR, NOTSUP),
+    ("path_readlink", 0, NOTDIR, NOTSUP),
+    ("path_symlink", 2, NOTDIR, NOTSUP),
+    ("sock_accept", 0, NOTSOCK, NOTSOCK),
+    ("sock_recv", 0, NOTSOCK, NOTSOCK),
+    ("sock_send", 0, NOTSOCK, NOTSOCK),
+    ("sock_shutdown", 0, NOTSOCK, NOTSOCK),
+];
 const RIGHT_POLL_FD_READWRITE: u64 = 1 << 27;
 const SUBSCRIPTION_SIZE: u64 = 48;
 const EVENT_SIZE: u64 = 32;
@@ -647,47 +668,15 @@ pub(super) fn define(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
             fd_readdir(&mut c, fd, buf as u32, n as u32, cookie, out as u32)
         },
     )?;
-    // Advice is only advice: accepted on files, ignored.
-    linker.func_wrap(
-        m,
-        "fd_advise",
-        |mut c: Ctx<'_>, fd: i32, _off: i64, _len: i64, _advice: i32| {
-            on_fd(&mut c, fd, SPIPE, SUCCESS)
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "fd_allocate",
-        |mut c: Ctx<'_>, fd: i32, _off: i64, _len: i64| on_fd(&mut c, fd, NOTSUP, NOTSUP),
-    )?;
     linker.func_wrap(m, "fd_datasync", |mut c: Ctx<'_>, fd: i32| {
         fd_sync(&mut c, fd)
     })?;
     linker.func_wrap(m, "fd_sync", |mut c: Ctx<'_>, fd: i32| fd_sync(&mut c, fd))?;
     linker.func_wrap(
         m,
-        "fd_fdstat_set_flags",
-        |mut c: Ctx<'_>, fd: i32, _f: i32| on_fd(&mut c, fd, NOTSUP, NOTSUP),
-    )?;
-    linker.func_wrap(
-        m,
-        "fd_fdstat_set_rights",
-        |mut c: Ctx<'_>, fd: i32, _b: i64, _i: i64| on_fd(&mut c, fd, NOTSUP, NOTSUP),
-    )?;
-    linker.func_wrap(
-        m,
         "fd_filestat_set_size",
         |mut c: Ctx<'_>, fd: i32, size: i64| fd_filestat_set_size(&mut c, fd, size),
     )?;
-    // Time stamps are not part of what a program sees (they read 0), so they cannot be set.
-    linker.func_wrap(
-        m,
-        "fd_filestat_set_times",
-        |mut c: Ctx<'_>, fd: i32, _a: i64, _m: i64, _f: i32| on_fd(&mut c, fd, NOTSUP, NOTSUP),
-    )?;
-    linker.func_wrap(m, "fd_renumber", |mut c: Ctx<'_>, fd: i32, _to: i32| {
-        on_fd(&mut c, fd, NOTSUP, NOTSUP)
-    })?;
     type PathOp = fn(&files::FdTable, i32, &str) -> i32;
     let one_path: [(&str, PathOp); 3] = [
         ("path_create_directory", files::FdTable::create_dir),
@@ -739,35 +728,6 @@ pub(super) fn define(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
             )
         },
     )?;
-    // Links, symbolic or hard, and time stamps are not supported in granted directories.
-    linker.func_wrap(
-        m,
-        "path_filestat_set_times",
-        |mut c: Ctx<'_>, fd: i32, _f: i32, _p: i32, _n: i32, _a: i64, _m: i64, _fl: i32| {
-            on_fd(&mut c, fd, NOTDIR, NOTSUP)
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "path_link",
-        |mut c: Ctx<'_>, fd: i32, _f: i32, _p: i32, _n: i32, _fd2: i32, _p2: i32, _n2: i32| {
-            on_fd(&mut c, fd, NOTDIR, NOTSUP)
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "path_readlink",
-        |mut c: Ctx<'_>, fd: i32, _p: i32, _n: i32, _b: i32, _bn: i32, _out: i32| {
-            on_fd(&mut c, fd, NOTDIR, NOTSUP)
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "path_symlink",
-        |mut c: Ctx<'_>, _p: i32, _n: i32, fd: i32, _p2: i32, _n2: i32| {
-            on_fd(&mut c, fd, NOTDIR, NOTSUP)
-        },
-    )?;
     linker.func_wrap(
         m,
         "poll_oneoff",
@@ -794,27 +754,15 @@ pub(super) fn define(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     linker.func_wrap(m, "random_get", |mut c: Ctx<'_>, buf: i32, len: i32| {
         random_get(&mut c, buf as u32, len as u32)
     })?;
-    linker.func_wrap(
-        m,
-        "sock_accept",
-        |mut c: Ctx<'_>, fd: i32, _f: i32, _out: i32| on_fd(&mut c, fd, NOTSOCK, NOTSOCK),
-    )?;
-    linker.func_wrap(
-        m,
-        "sock_recv",
-        |mut c: Ctx<'_>, fd: i32, _d: i32, _n: i32, _f: i32, _o1: i32, _o2: i32| {
-            on_fd(&mut c, fd, NOTSOCK, NOTSOCK)
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "sock_send",
-        |mut c: Ctx<'_>, fd: i32, _d: i32, _n: i32, _f: i32, _out: i32| {
-            on_fd(&mut c, fd, NOTSOCK, NOTSOCK)
-        },
-    )?;
-    linker.func_wrap(m, "sock_shutdown", |mut c: Ctx<'_>, fd: i32, _how: i32| {
-        on_fd(&mut c, fd, NOTSOCK, NOTSOCK)
-    })?;
+    // Calls whose only answer depends on what the descriptor is: a standard stream, an open
+    // file or directory, or nothing (EBADF). Their types come from SIGNATURES.
+    for &(name, fd_param, on_stdio, on_other) in UNSUPPORTED {
+        let ty = super::func_type(linker.engine(), name);
+        linker.func_new(m, name, ty, move |mut c, params, results| {
+            let fd = params.get(fd_param).and_then(|p| p.i32()).unwrap_or(-1);
+            results[0] = Val::I32(on_fd(&mut c, fd, on_stdio, on_other)?);
+            Ok(())
+        })?;
+    }
     Ok(())
 }

@@ -391,6 +391,22 @@ pub fn signatures() -> &'static [(&'static str, &'static str, &'static str)] {
     SIGNATURES
 }
 
+/// The type of WASI function `name` (`() -> ()` for a name that is not one).
+pub(crate) fn func_type(engine: &wasmtime::Engine, name: &str) -> wasmtime::FuncType {
+    let types = |letters: &'static str| {
+        letters.chars().map(|c| match c {
+            'I' => wasmtime::ValType::I64,
+            _ => wasmtime::ValType::I32,
+        })
+    };
+    let (params, results) = SIGNATURES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, p, r)| (*p, *r))
+        .unwrap_or(("", ""));
+    wasmtime::FuncType::new(engine, types(params), types(results))
+}
+
 /// Whether `ty` is the type of WASI function `name`.
 pub(crate) fn is_wasi_function(name: &str, ty: &wasmtime::FuncType) -> bool {
     let letters = |types: &mut dyn Iterator<Item = wasmtime::ValType>| -> Option<String> {
