@@ -131,13 +131,9 @@ fn fd_write(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32) -> Errno 
         Some(_) => return Ok(BADF),
         None => return file_write(c, fd, iovs, count, out, None),
     };
-    let Some((memory, _)) = parts(c) else {
+    let Some((ranges, total)) = guest_iovecs(c, iovs, count) else {
         return Ok(FAULT);
     };
-    let Some(ranges) = iovecs(memory, iovs, count) else {
-        return Ok(FAULT);
-    };
-    let total: u64 = ranges.iter().map(|r| r.len() as u64).sum();
     pay_bytes(c, total)?;
     let Some((memory, state)) = parts(c) else {
         return Ok(FAULT);
@@ -167,15 +163,11 @@ fn fd_read(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32) -> Errno {
         Some(_) => return Ok(BADF),
         None => return file_read(c, fd, iovs, count, out, None),
     }
-    let Some((memory, state)) = parts(c) else {
+    let Some((ranges, room)) = guest_iovecs(c, iovs, count) else {
         return Ok(FAULT);
     };
-    let Some(ranges) = iovecs(memory, iovs, count) else {
-        return Ok(FAULT);
-    };
-    let wasi = wasi(state)?;
+    let wasi = wasi(c.data())?;
     let left = (wasi.config.stdin.len() as u64).saturating_sub(wasi.stdin_pos);
-    let room: u64 = ranges.iter().map(|r| r.len() as u64).sum();
     let n = left.min(room).min(u64::from(u32::MAX));
     pay_bytes(c, n)?;
     let Some((memory, state)) = parts(c) else {
@@ -249,16 +241,12 @@ fn on_fd(c: &mut Ctx<'_>, fd: i32, on_stdio: i32, on_other: i32) -> Errno {
 
 /// `fd_write` and `fd_pwrite` on a file, after `enter`.
 fn file_write(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32, at: Option<u64>) -> Errno {
-    let Some((memory, state)) = parts(c) else {
-        return Ok(FAULT);
-    };
-    if let Err(e) = wasi_mut(state)?.files.writable(fd) {
+    if let Err(e) = wasi_mut(c.data_mut())?.files.writable(fd) {
         return Ok(e);
     }
-    let Some(ranges) = iovecs(memory, iovs, count) else {
+    let Some((ranges, total)) = guest_iovecs(c, iovs, count) else {
         return Ok(FAULT);
     };
-    let total: u64 = ranges.iter().map(|r| r.len() as u64).sum();
     pay_bytes(c, total)?;
     let Some((memory, state)) = parts(c) else {
         return Ok(FAULT);
@@ -276,17 +264,13 @@ fn file_write(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32, at: Opt
 /// `fd_read` and `fd_pread` on a file, after `enter`: pays for the bytes that are there to
 /// read, then reads them.
 fn file_read(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32, at: Option<u64>) -> Errno {
-    let Some((memory, state)) = parts(c) else {
-        return Ok(FAULT);
-    };
-    let left = match wasi_mut(state)?.files.readable(fd, at) {
+    let left = match wasi_mut(c.data_mut())?.files.readable(fd, at) {
         Ok((_, left)) => left,
         Err(e) => return Ok(e),
     };
-    let Some(ranges) = iovecs(memory, iovs, count) else {
+    let Some((ranges, room)) = guest_iovecs(c, iovs, count) else {
         return Ok(FAULT);
     };
-    let room: u64 = ranges.iter().map(|r| r.len() as u64).sum();
     let n = left.min(room).min(u64::from(u32::MAX));
     pay_bytes(c, n)?;
     let Some((memory, state)) = parts(c) else {

@@ -115,6 +115,19 @@ pub(super) fn iovecs(memory: &[u8], iovs: u32, count: u32) -> Option<Vec<std::op
         .collect()
 }
 
+/// The guest's iovec array at `iovs` as memory ranges, with their total length; `None` when
+/// the memory is missing or any of it is outside memory (EFAULT).
+pub(super) fn guest_iovecs(
+    c: &mut Ctx<'_>,
+    iovs: u32,
+    count: u32,
+) -> Option<(Vec<std::ops::Range<usize>>, u64)> {
+    let (memory, _) = parts(c)?;
+    let ranges = iovecs(memory, iovs, count)?;
+    let total = ranges.iter().map(|r| r.len() as u64).sum();
+    Some((ranges, total))
+}
+
 /// A path argument: the guest's bytes at `ptr`, which must be UTF-8.
 pub(super) fn path_arg(c: &mut Ctx<'_>, ptr: u32, len: u32) -> Result<String, i32> {
     let (memory, _) = parts(c).ok_or(FAULT)?;
