@@ -286,7 +286,18 @@ fn file_read(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32, at: Opti
     }
 }
 
-fn fd_pread(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, offset: i64, out: u32) -> Errno {
+/// `fd_pread` and `fd_pwrite`: `file_op` (`file_read` or `file_write`) at `offset`, on a file
+/// only (a standard stream cannot seek).
+#[allow(clippy::too_many_arguments)]
+fn positional(
+    c: &mut Ctx<'_>,
+    fd: i32,
+    iovs: u32,
+    count: u32,
+    offset: i64,
+    out: u32,
+    file_op: fn(&mut Ctx<'_>, i32, u32, u32, u32, Option<u64>) -> Errno,
+) -> Errno {
     enter(c, u64::from(count) * IOVEC_SIZE)?;
     if stdio(c, fd)?.is_some() {
         return Ok(SPIPE);
@@ -294,18 +305,7 @@ fn fd_pread(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, offset: i64, out: u
     let Ok(offset) = u64::try_from(offset) else {
         return Ok(INVAL);
     };
-    file_read(c, fd, iovs, count, out, Some(offset))
-}
-
-fn fd_pwrite(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, offset: i64, out: u32) -> Errno {
-    enter(c, u64::from(count) * IOVEC_SIZE)?;
-    if stdio(c, fd)?.is_some() {
-        return Ok(SPIPE);
-    }
-    let Ok(offset) = u64::try_from(offset) else {
-        return Ok(INVAL);
-    };
-    file_write(c, fd, iovs, count, out, Some(offset))
+    file_op(c, fd, iovs, count, out, Some(offset))
 }
 
 fn fd_seek(c: &mut Ctx<'_>, fd: i32, offset: i64, whence: i32, out: u32) -> Errno {
@@ -635,14 +635,30 @@ pub(super) fn define(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
         m,
         "fd_pread",
         |mut c: Ctx<'_>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
-            fd_pread(&mut c, fd, iovs as u32, n as u32, off, out as u32)
+            positional(
+                &mut c,
+                fd,
+                iovs as u32,
+                n as u32,
+                off,
+                out as u32,
+                file_read,
+            )
         },
     )?;
     linker.func_wrap(
         m,
         "fd_pwrite",
         |mut c: Ctx<'_>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
-            fd_pwrite(&mut c, fd, iovs as u32, n as u32, off, out as u32)
+            positional(
+                &mut c,
+                fd,
+                iovs as u32,
+                n as u32,
+                off,
+                out as u32,
+                file_write,
+            )
         },
     )?;
     linker.func_wrap(

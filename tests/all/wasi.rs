@@ -800,3 +800,41 @@ fn hostile_arguments_to_every_wasi_function_never_panic() {
     assert!(first.iter().any(|(_, _, o)| o.starts_with("[I32(21)]")));
     assert_eq!(first, run());
 }
+
+#[test]
+fn positional_reads_and_writes_leave_the_position_alone() {
+    let dir = crate::common::TempDir::new("wasi-positional");
+    let module = r#"(module
+      (import "wasi_snapshot_preview1" "path_open"
+        (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_pwrite" (func $pwrite (param i32 i32 i32 i64 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_pread" (func $pread (param i32 i32 i32 i64 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "p.txt")
+      (data (i32.const 200) "abcdef")
+      ;; iovecs: at 0 the 6 bytes at 200; at 16 three bytes at 300; at 24 three bytes at 310
+      (func (export "run")
+        (i32.store (i32.const 0) (i32.const 200)) (i32.store (i32.const 4) (i32.const 6))
+        (i32.store (i32.const 16) (i32.const 300)) (i32.store (i32.const 20) (i32.const 3))
+        (i32.store (i32.const 24) (i32.const 310)) (i32.store (i32.const 28) (i32.const 3))
+        ;; create p.txt with read and write rights
+        (drop (call $open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 5) (i32.const 1)
+          (i64.const 66) (i64.const 0) (i32.const 0) (i32.const 40)))
+        (drop (call $pwrite (i32.load (i32.const 40)) (i32.const 0) (i32.const 1) (i64.const 2) (i32.const 44)))
+        (drop (call $pread (i32.load (i32.const 40)) (i32.const 16) (i32.const 1) (i64.const 4) (i32.const 48)))
+        (drop (call $read (i32.load (i32.const 40)) (i32.const 24) (i32.const 1) (i32.const 52))))
+      (func (export "at") (param i32) (result i32) (i32.load (local.get 0))))"#;
+    let wasi = WasiConfig::default().with_dir(&dir.0, ".", true);
+    let mut sandbox = Sandbox::new(runtime(), wasi_config(wasi)).unwrap();
+    sandbox.load(module.as_bytes()).unwrap();
+    sandbox.call("run", &[]).unwrap();
+    assert_eq!(std::fs::read(dir.0.join("p.txt")).unwrap(), b"\0\0abcdef");
+    let word = |s: &mut Sandbox, at: i32| call_i32(s, "at", &[Value::I32(at)]).to_le_bytes();
+    // pread at 4 read "cde"; the plain read that followed still started at 0.
+    assert_eq!(&word(&mut sandbox, 300)[..3], b"cde");
+    assert_eq!(&word(&mut sandbox, 310)[..3], b"\0\0a");
+    // Six bytes written, three read by each.
+    assert_eq!(call_i32(&mut sandbox, "at", &[Value::I32(44)]), 6);
+    assert_eq!(call_i32(&mut sandbox, "at", &[Value::I32(48)]), 3);
+}
