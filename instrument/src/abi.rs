@@ -88,13 +88,22 @@
 //! the instance, the host writes the limit back (the value in the custom section).
 //!
 //! # 5. NaN canonicalization
-//! When instrumented with it (the default, flag [`FLAG_CANONICAL_NANS`]), every float
-//! operation that can produce a NaN (arithmetic, `sqrt`, `min`, `max`, rounding, promotion
-//! and demotion, scalar and SIMD) is followed by code that replaces a NaN result with the
-//! canonical NaN (`0x7fc00000` / `0x7ff8000000000000`, lane-wise for SIMD). Operations that
-//! only move bits (`abs`, `neg`, `copysign`, loads, stores, reinterpretations) are left alone:
-//! they are already deterministic.
+//! When instrumented with it (the default, flag [`FLAG_CANONICAL_NANS`]), no NaN that a float
+//! operation produces (arithmetic, `sqrt`, `min`, `max`, rounding, promotion and demotion,
+//! scalar and SIMD) can be observed with other bits than the canonical NaN's (`0x7fc00000` /
+//! `0x7ff8000000000000`, lane-wise for SIMD). Operations that only move bits (`abs`, `neg`,
+//! `copysign`, loads, stores, reinterpretations, parameters, results) keep the bits they are
+//! given: they are already deterministic, and NaN-boxing programs rely on them.
 //!
+//! SIMD results are canonicalized right after the operation. A scalar result is canonicalized
+//! where it could first be observed: before it is stored, passed, returned, branched with,
+//! reinterpreted, given to `abs`/`neg`/`copysign`, or put in a local that also holds other
+//! bits; until then it may travel through the operand stack and through locals that hold only
+//! arithmetic results, and feed more arithmetic, comparisons and truncations, which cannot
+//! tell one NaN from another. The canonicalizing code sits right after the instruction that
+//! put the value on top of the stack. Everything observable is bit-identical to
+//! canonicalizing after every operation (`Options::eager_nan_canonicalization`).
+
 //! # 6. The start function
 //! A start function is no longer a start section: it is exported as [`START_EXPORT`]
 //! (`ri_sandbox_start`). Instantiation therefore runs no code of the module; the host sets the

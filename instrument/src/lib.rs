@@ -60,6 +60,13 @@ pub struct Options {
     /// Without it, the bits of a NaN produced by arithmetic (its sign and payload) may differ
     /// between x86 and ARM, and between engines.
     pub canonicalize_nans: bool,
+    /// With `canonicalize_nans`: canonicalize right after every scalar float operation that
+    /// can produce a NaN, instead of only where such a NaN could first be observed (stored,
+    /// passed, returned, reinterpreted, or mixed with other bits; see the [ABI](abi),
+    /// section 5). The results are bit-identical either way (a test compares them on
+    /// generated modules); the eager strategy is slower and exists for that comparison.
+    /// Default: `false`.
+    pub eager_nan_canonicalization: bool,
     /// Export every memory, table and mutable global the module defines, and every function a
     /// `funcref` can name, under `ri_sandbox_*` names (see the [ABI](abi), section 9), so a
     /// host can save and restore the whole state. Default: `true`.
@@ -79,6 +86,7 @@ impl Default for Options {
             features: supported_features(),
             stack_limit: Some(DEFAULT_STACK_LIMIT),
             canonicalize_nans: true,
+            eager_nan_canonicalization: false,
             export_state: true,
         }
     }

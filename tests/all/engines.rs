@@ -156,6 +156,36 @@ impl Wasmtime {
     }
 }
 
+impl Wasmtime {
+    /// Every exported memory's bytes and every exported global's bits, in export order: the
+    /// instance's observable state.
+    pub fn state(&mut self) -> Vec<u8> {
+        let exports: Vec<wasmtime::Extern> = self
+            .instance
+            .exports(&mut self.store)
+            .map(|e| e.into_extern())
+            .collect();
+        let mut out = Vec::new();
+        for export in exports {
+            match export {
+                wasmtime::Extern::Memory(memory) => {
+                    out.extend_from_slice(memory.data(&self.store));
+                }
+                wasmtime::Extern::Global(global) => match global.get(&mut self.store) {
+                    wasmtime::Val::I32(v) => out.extend_from_slice(&v.to_le_bytes()),
+                    wasmtime::Val::I64(v) => out.extend_from_slice(&v.to_le_bytes()),
+                    wasmtime::Val::F32(v) => out.extend_from_slice(&v.to_le_bytes()),
+                    wasmtime::Val::F64(v) => out.extend_from_slice(&v.to_le_bytes()),
+                    wasmtime::Val::V128(v) => out.extend_from_slice(&v.as_u128().to_le_bytes()),
+                    _ => out.push(0xff),
+                },
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 impl Instance for Wasmtime {
     fn call(&mut self, name: &str, args: &[Value], budget: i64) -> Result<Call, String> {
         use wasmtime::Val;

@@ -152,6 +152,107 @@ pub fn metered_matches_unmetered(data: &[u8]) -> usize {
     compared
 }
 
+/// Canonicalizing scalar NaNs where they could first be observed (the default) gives exactly
+/// what canonicalizing after every float operation gives: the same results, gas, memory and
+/// globals, bit for bit, on float-heavy wasm-smith modules that do not canonicalize NaNs
+/// themselves, called with zeros and with NaNs that carry payloads (which must pass through
+/// untouched). Returns how many calls were compared and whether the two strategies placed
+/// their canonicalizations differently (so that the comparison was not vacuous).
+pub fn nan_strategies_agree(data: &[u8]) -> (usize, bool) {
+    let config = wasm_smith::Config {
+        canonicalize_nans: false,
+        simd_enabled: false,
+        reference_types_enabled: false,
+        exceptions_enabled: false,
+        gc_enabled: false,
+        threads_enabled: false,
+        relaxed_simd_enabled: false,
+        custom_page_sizes_enabled: false,
+        wide_arithmetic_enabled: false,
+        custom_descriptors_enabled: false,
+        shared_everything_threads_enabled: false,
+        max_imports: 0,
+        memory_max_size_required: true,
+        max_memory32_bytes: 1 << 16,
+        max_memory64_bytes: 1 << 16,
+        export_everything: true,
+        min_funcs: 1,
+        ..wasm_smith::Config::default()
+    };
+    let mut u = arbitrary::Unstructured::new(data);
+    let Ok(mut module) = wasm_smith::Module::new(config, &mut u) else {
+        return (0, false);
+    };
+    if module.ensure_termination(200).is_err() {
+        return (0, false);
+    }
+    let wasm = module.to_bytes();
+    let observed = instrument(&wasm, &Options::default()).expect("instruments");
+    let mut eager_options = Options::default();
+    eager_options.eager_nan_canonicalization = true;
+    let eager = instrument(&wasm, &eager_options).expect("instruments");
+    let differ = observed.module != eager.module;
+
+    for out in [&observed.module, &eager.module] {
+        Validator::new_with_features(ri_sandbox::instrument::supported_features())
+            .validate_all(out)
+            .expect("instrumented output validates");
+    }
+    let engine = engines::wasmtime_engine();
+    let (a, b) = (
+        engines::Wasmtime::new(&engine, &observed.module),
+        engines::Wasmtime::new(&engine, &eager.module),
+    );
+    let (mut a, mut b) = match (a, b) {
+        (Ok(a), Ok(b)) => (a, b),
+        // Both fail alike (a data segment out of bounds, say): nothing to compare.
+        (Err(a), Err(b)) if a == b => return (0, differ),
+        (a, b) => panic!("instantiation differs: {:?} vs {:?}", a.err(), b.err()),
+    };
+    assert_eq!(a.state(), b.state(), "state after instantiation");
+    let probe = wasmtime::Module::new(&engine, &wasm).expect("compiles");
+    let mut compared = 0;
+    for export in probe.exports() {
+        let Some(ty) = export.ty().func().cloned() else {
+            continue;
+        };
+        let Some(zero) = zeros(&ty) else { continue };
+        // A quiet NaN with a payload and a signalling one: bits the program may move.
+        let payload: Vec<Value> = zero
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::I32(_) => Value::I32(-(i as i32)),
+                Value::I64(_) => Value::I64(i as i64),
+                Value::F32(_) => Value::F32(0x7fc0_0123 | (i as u32 & 1) << 31),
+                Value::F64(_) => Value::F64(0x7ff4_0000_0000_0abc),
+            })
+            .collect();
+        // Infinities and negatives, whose sums, products and square roots are NaNs with the
+        // CPU's own bits.
+        let extremes: Vec<Value> = zero
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::I32(_) => Value::I32(i as i32 + 1),
+                Value::I64(_) => Value::I64(-1),
+                Value::F32(_) if i % 2 == 0 => Value::F32(f32::INFINITY.to_bits()),
+                Value::F32(_) => Value::F32((-1.5f32).to_bits()),
+                Value::F64(_) if i % 2 == 0 => Value::F64(f64::NEG_INFINITY.to_bits()),
+                Value::F64(_) => Value::F64((-0.5f64).to_bits()),
+            })
+            .collect();
+        for args in [&zero, &payload, &extremes] {
+            let left = a.call(export.name(), args, 1 << 40).expect("call runs");
+            let right = b.call(export.name(), args, 1 << 40).expect("call runs");
+            assert_eq!(left, right, "`{}`({args:?})", export.name());
+            assert_eq!(a.state(), b.state(), "state after `{}`", export.name());
+            compared += 1;
+        }
+    }
+    (compared, differ)
+}
+
 /// Decoding a snapshot never panics on any input, and whatever decodes re-encodes to the same
 /// bytes (the format has one encoding of each state).
 pub fn snapshot_from_bytes(data: &[u8]) {
@@ -199,6 +300,34 @@ fn fuzz_instrument_smith_module_seeded() {
     for seed in 0..200 {
         instrument_smith_module(&seeded_bytes(seed, 2048));
     }
+}
+
+/// `range`, or the seeds `FUZZ_SEEDS=first..end` names (to search longer).
+fn seeds(range: std::ops::Range<u64>) -> std::ops::Range<u64> {
+    std::env::var("FUZZ_SEEDS")
+        .ok()
+        .and_then(|s| {
+            let (a, b) = s.split_once("..")?;
+            Some(a.parse().ok()?..b.parse().ok()?)
+        })
+        .unwrap_or(range)
+}
+
+#[test]
+fn fuzz_nan_strategies_agree_seeded() {
+    let mut compared = 0;
+    let mut differing = 0;
+    for seed in seeds(0..500) {
+        let (calls, differ) = nan_strategies_agree(&seeded_bytes(seed + 10_000, 4096));
+        compared += calls;
+        differing += usize::from(differ);
+    }
+    eprintln!("calls compared {compared}, modules placed differently {differing}");
+    assert!(compared > 100, "only {compared} calls compared");
+    assert!(
+        differing > 10,
+        "only {differing} modules placed NaN checks differently"
+    );
 }
 
 #[test]

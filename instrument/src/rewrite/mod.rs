@@ -277,6 +277,7 @@ pub(crate) fn rewrite_module(
         costs: &options.costs,
         stack_limit: options.stack_limit.is_some(),
         canonicalize_nans: options.canonicalize_nans,
+        eager_nans: options.eager_nan_canonicalization,
     };
     let mut stats = Stats {
         bytes_in: wasm.len(),

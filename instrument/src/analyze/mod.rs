@@ -36,7 +36,10 @@
 //! - *Stack accounting* (when a stack limit is configured): a frame charge at function entry,
 //!   weighted by the frame's size, a restore of the caller's level after every call and at
 //!   every `catch` landing, and a release before every tail call.
-//! - *NaN canonicalization* (when enabled) after every float operation that can produce a NaN.
+//! - *NaN canonicalization* (when enabled): after every SIMD float operation that can produce a
+//!   NaN, and for scalar floats where an arithmetic NaN could first be observed ([`nans`]).
+
+mod nans;
 
 use crate::cost::CostModel;
 use crate::error::{Error, ErrorKind};
@@ -145,6 +148,9 @@ pub(crate) struct Plan<'a> {
     pub costs: &'a CostModel,
     pub stack_limit: bool,
     pub canonicalize_nans: bool,
+    /// Canonicalize scalar results right after every operation instead of where they could
+    /// first be observed ([`nans`]).
+    pub eager_nans: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,6 +191,10 @@ struct Current {
 #[derive(Default)]
 pub(crate) struct Scratch {
     frames: Vec<Frame>,
+    /// Scalar NaN producers met in reachable code: where eager canonicalization would go.
+    nan_producers: Vec<(usize, FloatKind)>,
+    nan_points: Vec<(usize, FloatKind)>,
+    nans: nans::NanScratch,
 }
 
 /// Analyses and validates one function body.
@@ -218,6 +228,7 @@ pub(crate) fn analyze_function(
             extra: ExtraLocals::default(),
         },
         frames: std::mem::take(&mut scratch.frames),
+        nan_producers: std::mem::take(&mut scratch.nan_producers),
         current: Current { slot: None, gas: 0 },
         plan,
         max_operands: 0,
@@ -225,6 +236,7 @@ pub(crate) fn analyze_function(
         calls: false,
     };
     analysis.frames.clear();
+    analysis.nan_producers.clear();
     analysis.frames.push(Frame {
         kind: FrameKind::Function,
         reachable_at_start: true,
@@ -272,6 +284,28 @@ pub(crate) fn analyze_function(
         .finish_expression(&Frames(validator))
         .map_err(invalid)?;
 
+    if !analysis.nan_producers.is_empty() {
+        // Scalar results are canonicalized where they could first be observed; should that
+        // analysis give up, after every operation, as the eager strategy does.
+        let planned = nans::plan(
+            body,
+            validator,
+            features,
+            &mut scratch.nans,
+            &mut scratch.nan_points,
+        );
+        if planned.is_err() {
+            scratch.nan_points.clear();
+            scratch.nan_points.append(&mut analysis.nan_producers);
+        }
+        for (offset, kind) in scratch.nan_points.drain(..) {
+            match kind {
+                FloatKind::F32 => analysis.out.extra.f32 = true,
+                _ => analysis.out.extra.f64 = true,
+            }
+            analysis.insert(offset, Insert::Canonicalize(kind));
+        }
+    }
     let slot = if analysis.uses_v128 { 16 } else { 8 };
     analysis.out.frame_cost = FRAME_BASE_COST + local_slots + analysis.max_operands * slot;
     if analysis.out.extra.level && !analysis.calls && analysis.out.frame_cost <= LEAF_FRAME_LIMIT {
@@ -289,6 +323,7 @@ pub(crate) fn analyze_function(
     // sort keeps ties in push order.
     analysis.out.insertions.sort_by_key(|i| i.offset);
     scratch.frames = analysis.frames;
+    scratch.nan_producers = analysis.nan_producers;
     Ok(analysis.out)
 }
 
@@ -366,6 +401,7 @@ fn slot_size(ty: Option<ValType>) -> u64 {
 struct Analysis<'a> {
     out: FunctionPlan,
     frames: Vec<Frame>,
+    nan_producers: Vec<(usize, FloatKind)>,
     current: Current,
     plan: Plan<'a>,
     max_operands: u64,
@@ -597,19 +633,23 @@ impl Analysis<'_> {
             }
             self.insert(offset, insert);
         }
-        let after = match op {
-            _ if self.plan.canonicalize_nans => nan_producer(op).map(|kind| {
+        if !self.plan.canonicalize_nans {
+            return;
+        }
+        match nan_producer(op) {
+            Some(kind @ (FloatKind::F32 | FloatKind::F64)) if !self.plan.eager_nans => {
+                // Placed after the whole function is read (`nans`).
+                self.nan_producers.push((next, kind));
+            }
+            Some(kind) => {
                 match kind {
                     FloatKind::F32 => self.out.extra.f32 = true,
                     FloatKind::F64 => self.out.extra.f64 = true,
                     FloatKind::F32x4 | FloatKind::F64x2 => self.out.extra.v128 = true,
                 }
-                Insert::Canonicalize(kind)
-            }),
-            _ => None,
-        };
-        if let Some(insert) = after {
-            self.insert(next, insert);
+                self.insert(next, Insert::Canonicalize(kind));
+            }
+            None => {}
         }
     }
 

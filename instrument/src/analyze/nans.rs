@@ -1,0 +1,577 @@
+//! Where scalar NaN canonicalization goes: where an arithmetic NaN could first be observed,
+//! not after every float operation.
+//!
+//! A NaN that `f64.add` (or any other arithmetic, rounding, `min`/`max`, `sqrt`, promotion or
+//! demotion) produces has engine- and CPU-dependent sign and payload bits. Canonicalizing it
+//! right after the operation costs a compare and a select on the float dependency chain, which
+//! doubles the time of a tight accumulation loop. Most such values are only ever consumed by
+//! more arithmetic, by comparisons or by truncations, none of which can tell one NaN from
+//! another; they need no canonicalization at all. This pass finds the few places where they
+//! can be told apart and canonicalizes there, right where the value was produced.
+//!
+//! # The analysis
+//! Each value on the operand stack and each local has a *kind*:
+//! - `NotNan`: cannot be a NaN (a non-NaN constant, an integer converted to float, the zero a
+//!   declared local starts with, an integer);
+//! - `Bits`: any bits, but deterministic ones (loads, parameters, globals, call results,
+//!   reinterpretations, NaN constants, values already canonicalized);
+//! - `Arith`: the result of arithmetic, so possibly a NaN with undetermined bits; the value
+//!   remembers its *origin*, the byte offset just after the instruction that put it on top
+//!   of the stack, where it can be canonicalized;
+//! - `Mixed` (locals only): assigned both `Bits` and `Arith` values.
+//!
+//! An `Arith` value may be consumed, uncanonicalized, by arithmetic (which returns a NaN for
+//! any NaN input, and is `Arith` itself), comparisons, truncations (which trap or saturate the
+//! same for every NaN), `drop`, and `local.set`/`local.tee` into a local that never holds
+//! `Bits` values (its kind is `Arith` or `NotNan`; canonicalizing a non-NaN changes nothing).
+//! Everything else is a *sink*: stores, `global.set`, call arguments, returns, branches and
+//! block results, `select` between an `Arith` and a `Bits` value, `abs`/`neg`/`copysign`,
+//! reinterpretations, SIMD splats, and any operator not listed. An `Arith` value that reaches
+//! a sink is canonicalized at its origin. A `local.get` of an `Arith` local is a new `Arith`
+//! value whose origin is right after the `local.get`. Values never flow across block
+//! boundaries uncanonicalized; only locals carry them from one block to another.
+//!
+//! Local kinds are flow-insensitive joins over every assignment in the function, so they are
+//! computed to a fixpoint: a run whose decisions read a local whose kind changed later in the
+//! same run is repeated with the new kinds (usually a run or two; after [`MAX_RUNS`] every
+//! local is treated as `Mixed`, which canonicalizes every arithmetic value stored in a local
+//! and is always correct).
+//!
+//! # Why it is exact
+//! Every `Arith` value is canonicalized before anything observes its bits, and the only other
+//! values that are ever canonicalized with it are `NotNan`, which canonicalization leaves
+//! alone. So results are bit-identical to canonicalizing after every operation (the eager
+//! strategy, kept as [`crate::Options::eager_nan_canonicalization`]; a test compares the two
+//! on generated modules), and NaN bits the program moves on purpose, as NaN-boxing
+//! interpreters do, are never touched.
+
+use super::{nan_producer, FloatKind};
+use wasmparser::{
+    BlockType, CompositeInnerType, ContType, FrameKind, FuncType, FuncValidator, FunctionBody,
+    ModuleArity, Operator, OperatorsReader, RefType, SubType, ValType, ValidatorResources,
+    WasmFeatures, WasmModuleResources,
+};
+
+/// Runs after which every local is treated as `Mixed`.
+pub(crate) const MAX_RUNS: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    NotNan,
+    Bits,
+    Arith,
+    Mixed,
+}
+
+fn join(a: Kind, b: Kind) -> Kind {
+    use Kind::*;
+    match (a, b) {
+        (x, y) if x == y => x,
+        (NotNan, y) | (y, NotNan) => y,
+        _ => Mixed,
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Value {
+    kind: Kind,
+    /// For `Arith` values: where the value is on top of the stack.
+    origin: usize,
+    /// For `Arith` values: its type.
+    ty: FloatKind,
+}
+
+impl Value {
+    const BITS: Value = Value {
+        kind: Kind::Bits,
+        origin: 0,
+        ty: FloatKind::F32,
+    };
+    const NOT_NAN: Value = Value {
+        kind: Kind::NotNan,
+        origin: 0,
+        ty: FloatKind::F32,
+    };
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Local {
+    kind: Kind,
+    ty: FloatKind,
+    /// Whether this run read or assigned the local (a later change invalidates the run).
+    accessed: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    block_type: BlockType,
+    kind: FrameKind,
+    /// Operand stack height below the frame's parameters.
+    base: usize,
+    params: u32,
+    results: u32,
+    reachable_at_start: bool,
+}
+
+/// Reusable buffers.
+#[derive(Default)]
+pub(crate) struct NanScratch {
+    stack: Vec<Value>,
+    frames: Vec<Frame>,
+    locals: Vec<Local>,
+}
+
+/// Why the analysis gave up on a function (the caller then canonicalizes eagerly).
+#[derive(Debug)]
+pub(crate) struct GaveUp;
+
+/// The type information operator arities need, with this pass's own control stack.
+struct Arity<'a> {
+    resources: &'a ValidatorResources,
+    frames: &'a [Frame],
+}
+
+impl ModuleArity for Arity<'_> {
+    fn sub_type_at(&self, type_idx: u32) -> Option<&SubType> {
+        self.resources.sub_type_at(type_idx)
+    }
+    fn tag_type_arity(&self, at: u32) -> Option<(u32, u32)> {
+        let ty = self.resources.tag_at(at)?;
+        Some((ty.params().len() as u32, ty.results().len() as u32))
+    }
+    fn type_index_of_function(&self, function_idx: u32) -> Option<u32> {
+        self.resources.type_index_of_function(function_idx)
+    }
+    fn func_type_of_cont_type(&self, c: &ContType) -> Option<&FuncType> {
+        let id = c.0.as_core_type_id()?;
+        func_type(self.resources.sub_type_at_id(id))
+    }
+    fn sub_type_of_ref_type(&self, rt: &RefType) -> Option<&SubType> {
+        let id = rt.type_index()?.as_core_type_id()?;
+        Some(self.resources.sub_type_at_id(id))
+    }
+    fn control_stack_height(&self) -> u32 {
+        self.frames.len() as u32
+    }
+    fn label_block(&self, depth: u32) -> Option<(BlockType, FrameKind)> {
+        let index = self.frames.len().checked_sub(1 + depth as usize)?;
+        let frame = self.frames.get(index)?;
+        Some((frame.block_type, frame.kind))
+    }
+}
+
+fn func_type(ty: &SubType) -> Option<&FuncType> {
+    match &ty.composite_type.inner {
+        CompositeInnerType::Func(f) => Some(f),
+        _ => None,
+    }
+}
+
+/// The canonicalization points of one validated function body: `(offset, type)` pairs, each
+/// meaning "canonicalize the float on top of the stack before the instruction at `offset`",
+/// sorted and without duplicates, appended to `out`.
+pub(crate) fn plan(
+    body: &FunctionBody<'_>,
+    validator: &FuncValidator<ValidatorResources>,
+    features: WasmFeatures,
+    scratch: &mut NanScratch,
+    out: &mut Vec<(usize, FloatKind)>,
+) -> Result<(), GaveUp> {
+    let resources = validator.resources();
+    let type_index = resources
+        .type_index_of_function(validator.index())
+        .ok_or(GaveUp)?;
+    let params = resources
+        .sub_type_at(type_index)
+        .and_then(func_type)
+        .ok_or(GaveUp)?
+        .params()
+        .len() as u32;
+
+    scratch.locals.clear();
+    for index in 0..validator.len_locals() {
+        let ty = match validator.get_local_type(index) {
+            Some(ValType::F64) => FloatKind::F64,
+            _ => FloatKind::F32,
+        };
+        // Parameters arrive with the caller's bits; declared locals start at zero.
+        let kind = if index < params {
+            Kind::Bits
+        } else {
+            Kind::NotNan
+        };
+        scratch.locals.push(Local {
+            kind,
+            ty,
+            accessed: false,
+        });
+    }
+
+    let start = out.len();
+    for run in 0.. {
+        if run == MAX_RUNS {
+            for local in &mut scratch.locals {
+                local.kind = Kind::Mixed;
+            }
+        }
+        out.truncate(start);
+        let stable = simulate(body, resources, type_index, features, scratch, out)?;
+        if stable {
+            break;
+        }
+        if run > MAX_RUNS {
+            // All-`Mixed` locals never change: unreachable.
+            return Err(GaveUp);
+        }
+    }
+    out[start..].sort_unstable_by_key(|&(offset, _)| offset);
+    let mut kept = start;
+    for i in start..out.len() {
+        if kept == start || out[kept - 1].0 != out[i].0 {
+            out[kept] = out[i];
+            kept += 1;
+        }
+    }
+    out.truncate(kept);
+    Ok(())
+}
+
+/// One run over the body with the current local kinds. Returns whether no local's kind changed
+/// after the run had used it (so the recorded points are final).
+fn simulate(
+    body: &FunctionBody<'_>,
+    resources: &ValidatorResources,
+    type_index: u32,
+    features: WasmFeatures,
+    scratch: &mut NanScratch,
+    out: &mut Vec<(usize, FloatKind)>,
+) -> Result<bool, GaveUp> {
+    let mut reader = body.get_binary_reader_for_operators().map_err(|_| GaveUp)?;
+    reader.set_features(features);
+    let mut ops = OperatorsReader::new(reader);
+
+    let NanScratch {
+        stack,
+        frames,
+        locals,
+    } = scratch;
+    stack.clear();
+    frames.clear();
+    for local in locals.iter_mut() {
+        local.accessed = false;
+    }
+    let function_type = BlockType::FuncType(type_index);
+    let (_, results) = Arity { resources, frames }
+        .block_type_arity(function_type)
+        .ok_or(GaveUp)?;
+    frames.push(Frame {
+        block_type: function_type,
+        kind: FrameKind::Block,
+        base: 0,
+        params: 0,
+        results,
+        reachable_at_start: true,
+    });
+    let mut reachable = true;
+    let mut stable = true;
+
+    let sink = |value: Value, out: &mut Vec<(usize, FloatKind)>| {
+        if value.kind == Kind::Arith {
+            out.push((value.origin, value.ty));
+        }
+    };
+    let pop = |stack: &mut Vec<Value>| stack.pop().ok_or(GaveUp);
+    // Pops `n` values, each a sink.
+    let sink_n = |stack: &mut Vec<Value>, n: u32, out: &mut Vec<(usize, FloatKind)>| {
+        let from = stack.len().checked_sub(n as usize).ok_or(GaveUp)?;
+        for value in stack.drain(from..) {
+            sink(value, out);
+        }
+        Ok::<(), GaveUp>(())
+    };
+
+    while !ops.eof() {
+        let op = ops.read().map_err(|_| GaveUp)?;
+        let next = ops.original_position();
+        if !reachable {
+            // Only the nesting matters until the frame that became unreachable ends.
+            match op {
+                Operator::Block { blockty }
+                | Operator::Loop { blockty }
+                | Operator::If { blockty } => frames.push(Frame {
+                    block_type: blockty,
+                    kind: FrameKind::Block,
+                    base: stack.len(),
+                    params: 0,
+                    results: 0,
+                    reachable_at_start: false,
+                }),
+                Operator::TryTable { try_table } => frames.push(Frame {
+                    block_type: try_table.ty,
+                    kind: FrameKind::Block,
+                    base: stack.len(),
+                    params: 0,
+                    results: 0,
+                    reachable_at_start: false,
+                }),
+                Operator::Else => {
+                    let frame = frames.last_mut().ok_or(GaveUp)?;
+                    frame.kind = FrameKind::Else;
+                    reachable = frame.reachable_at_start;
+                    stack.truncate(frame.base);
+                    stack.resize(frame.base + frame.params as usize, Value::BITS);
+                }
+                Operator::End => {
+                    let frame = frames.pop().ok_or(GaveUp)?;
+                    if frames.is_empty() {
+                        break;
+                    }
+                    reachable = frame.reachable_at_start;
+                    stack.truncate(frame.base);
+                    stack.resize(frame.base + frame.results as usize, Value::BITS);
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let arith = |ty: FloatKind| Value {
+            kind: Kind::Arith,
+            origin: next,
+            ty,
+        };
+        match op {
+            Operator::Block { blockty }
+            | Operator::Loop { blockty }
+            | Operator::If { blockty }
+            | Operator::TryTable {
+                try_table: wasmparser::TryTable { ty: blockty, .. },
+            } => {
+                let kind = match op {
+                    Operator::Loop { .. } => FrameKind::Loop,
+                    Operator::If { .. } => FrameKind::If,
+                    Operator::TryTable { .. } => FrameKind::TryTable,
+                    _ => FrameKind::Block,
+                };
+                if kind == FrameKind::If {
+                    pop(stack)?;
+                }
+                let (params, results) = Arity { resources, frames }
+                    .block_type_arity(blockty)
+                    .ok_or(GaveUp)?;
+                // Parameters cross into the block: a sink, so inside they are plain bits.
+                sink_n(stack, params, out)?;
+                let base = stack.len();
+                stack.resize(base + params as usize, Value::BITS);
+                frames.push(Frame {
+                    block_type: blockty,
+                    kind,
+                    base,
+                    params,
+                    results,
+                    reachable_at_start: true,
+                });
+            }
+            Operator::Else => {
+                let frame = frames.last_mut().ok_or(GaveUp)?;
+                sink_n(stack, frame.results, out)?;
+                frame.kind = FrameKind::Else;
+                stack.truncate(frame.base);
+                stack.resize(frame.base + frame.params as usize, Value::BITS);
+            }
+            Operator::End => {
+                let frame = frames.pop().ok_or(GaveUp)?;
+                sink_n(stack, frame.results, out)?;
+                if frames.is_empty() {
+                    break;
+                }
+                stack.truncate(frame.base);
+                stack.resize(frame.base + frame.results as usize, Value::BITS);
+            }
+            Operator::LocalGet { local_index } => {
+                let local = locals.get_mut(local_index as usize).ok_or(GaveUp)?;
+                local.accessed = true;
+                stack.push(match local.kind {
+                    Kind::NotNan => Value::NOT_NAN,
+                    Kind::Arith => arith(local.ty),
+                    Kind::Bits | Kind::Mixed => Value::BITS,
+                });
+            }
+            Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
+                let value = pop(stack)?;
+                let local = locals.get_mut(local_index as usize).ok_or(GaveUp)?;
+                let joined = join(local.kind, value.kind);
+                if joined != local.kind {
+                    if local.accessed {
+                        stable = false;
+                    }
+                    local.kind = joined;
+                    if value.kind == Kind::Arith {
+                        local.ty = value.ty;
+                    }
+                }
+                local.accessed = true;
+                let stored = if joined == Kind::Mixed && value.kind == Kind::Arith {
+                    sink(value, out);
+                    Value::BITS
+                } else {
+                    value
+                };
+                if let Operator::LocalTee { .. } = op {
+                    stack.push(match stored.kind {
+                        Kind::Arith => arith(stored.ty),
+                        _ => stored,
+                    });
+                }
+            }
+            Operator::Select | Operator::TypedSelect { .. } => {
+                pop(stack)?; // the condition
+                let second = pop(stack)?;
+                let first = pop(stack)?;
+                match join(first.kind, second.kind) {
+                    Kind::Mixed => {
+                        sink(first, out);
+                        sink(second, out);
+                        stack.push(Value::BITS);
+                    }
+                    Kind::Arith => stack.push(arith(if first.kind == Kind::Arith {
+                        first.ty
+                    } else {
+                        second.ty
+                    })),
+                    kind => stack.push(Value { kind, ..first }),
+                }
+            }
+            Operator::Drop => {
+                pop(stack)?;
+            }
+            Operator::F32Const { value } => stack.push(if f32::from_bits(value.bits()).is_nan() {
+                Value::BITS
+            } else {
+                Value::NOT_NAN
+            }),
+            Operator::F64Const { value } => stack.push(if f64::from_bits(value.bits()).is_nan() {
+                Value::BITS
+            } else {
+                Value::NOT_NAN
+            }),
+            Operator::F32ConvertI32S
+            | Operator::F32ConvertI32U
+            | Operator::F32ConvertI64S
+            | Operator::F32ConvertI64U
+            | Operator::F64ConvertI32S
+            | Operator::F64ConvertI32U
+            | Operator::F64ConvertI64S
+            | Operator::F64ConvertI64U => {
+                pop(stack)?;
+                stack.push(Value::NOT_NAN);
+            }
+            // Results that do not depend on which NaN an operand is.
+            Operator::F32Eq
+            | Operator::F32Ne
+            | Operator::F32Lt
+            | Operator::F32Gt
+            | Operator::F32Le
+            | Operator::F32Ge
+            | Operator::F64Eq
+            | Operator::F64Ne
+            | Operator::F64Lt
+            | Operator::F64Gt
+            | Operator::F64Le
+            | Operator::F64Ge => {
+                pop(stack)?;
+                pop(stack)?;
+                stack.push(Value::BITS);
+            }
+            Operator::I32TruncF32S
+            | Operator::I32TruncF32U
+            | Operator::I32TruncF64S
+            | Operator::I32TruncF64U
+            | Operator::I64TruncF32S
+            | Operator::I64TruncF32U
+            | Operator::I64TruncF64S
+            | Operator::I64TruncF64U
+            | Operator::I32TruncSatF32S
+            | Operator::I32TruncSatF32U
+            | Operator::I32TruncSatF64S
+            | Operator::I32TruncSatF64U
+            | Operator::I64TruncSatF32S
+            | Operator::I64TruncSatF32U
+            | Operator::I64TruncSatF64S
+            | Operator::I64TruncSatF64U => {
+                pop(stack)?;
+                stack.push(Value::BITS);
+            }
+            // Bit operations keep a NaN's payload: canonicalize first, as the eager strategy
+            // does, so results match it bit for bit.
+            Operator::F32Abs | Operator::F32Neg | Operator::F64Abs | Operator::F64Neg => {
+                let value = pop(stack)?;
+                sink(value, out);
+                stack.push(if value.kind == Kind::NotNan {
+                    Value::NOT_NAN
+                } else {
+                    Value::BITS
+                });
+            }
+            Operator::F32Copysign | Operator::F64Copysign => {
+                let sign = pop(stack)?;
+                let value = pop(stack)?;
+                sink(sign, out);
+                sink(value, out);
+                stack.push(if value.kind == Kind::NotNan {
+                    Value::NOT_NAN
+                } else {
+                    Value::BITS
+                });
+            }
+            _ => {
+                if let Some(ty @ (FloatKind::F32 | FloatKind::F64)) = nan_producer(&op) {
+                    let (params, _) = op
+                        .operator_arity(&Arity { resources, frames })
+                        .ok_or(GaveUp)?;
+                    let from = stack.len().checked_sub(params as usize).ok_or(GaveUp)?;
+                    stack.truncate(from);
+                    stack.push(arith(ty));
+                    continue;
+                }
+                let (params, results) = op
+                    .operator_arity(&Arity { resources, frames })
+                    .ok_or(GaveUp)?;
+                sink_n(stack, params, out)?;
+                stack.resize(stack.len() + results as usize, Value::BITS);
+                if matches!(
+                    op,
+                    Operator::Unreachable
+                        | Operator::Br { .. }
+                        | Operator::BrTable { .. }
+                        | Operator::Return
+                        | Operator::Throw { .. }
+                        | Operator::ThrowRef
+                        | Operator::ReturnCall { .. }
+                        | Operator::ReturnCallIndirect { .. }
+                        | Operator::ReturnCallRef { .. }
+                ) {
+                    reachable = false;
+                    let frame = frames.last().ok_or(GaveUp)?;
+                    stack.truncate(frame.base);
+                }
+            }
+        }
+    }
+    Ok(stable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{join, Kind::*};
+
+    #[test]
+    fn join_is_a_lattice() {
+        assert_eq!(join(NotNan, Arith), Arith);
+        assert_eq!(join(Arith, NotNan), Arith);
+        assert_eq!(join(NotNan, Bits), Bits);
+        assert_eq!(join(Bits, Arith), Mixed);
+        assert_eq!(join(Arith, Bits), Mixed);
+        assert_eq!(join(Mixed, NotNan), Mixed);
+        assert_eq!(join(Arith, Arith), Arith);
+    }
+}
