@@ -44,7 +44,10 @@
 //! gas_left = gas_left - cost
 //! ```
 //!
-//! before any instruction of the block runs. Consequences a host relies on:
+//! before any instruction of the block runs. (The metered code keeps a copy of the counter in
+//! a local of each function, so a loop does not read the global back every iteration, but it
+//! writes the global after every charge: the global is exact whenever the host, a host
+//! function or a trap can see it.) Consequences a host relies on:
 //! - after a call that returns normally, gas used is exactly the sum of the prices of the
 //!   instructions executed; a loop pays its body's price on every iteration;
 //! - after a trap, `gas_left < 0` means the module ran out of gas (the block that could not

@@ -123,7 +123,7 @@ fn assert_fails(dir: &TempDir, args: &[&Path], before: &[&str]) -> String {
 }
 
 /// The gas charged at each metered block, in order: the `i64.const` of each
-/// `global.get $gas; i64.const N; i64.lt_s` (the first half of every charge).
+/// `local.get $gas; i64.const N; i64.lt_s` (the first half of every charge).
 fn charges(wasm: &[u8]) -> Vec<i64> {
     let mut gas_global = None;
     let mut charges = Vec::new();
@@ -145,11 +145,20 @@ fn charges(wasm: &[u8]) -> Vec<i64> {
                     .into_iter()
                     .collect::<Result<_, _>>()
                     .unwrap();
+                // The function's gas local is the one the counter is loaded into.
+                let gas_local = ops.windows(2).find_map(|w| match w {
+                    [wasmparser::Operator::GlobalGet { global_index }, wasmparser::Operator::LocalSet { local_index }]
+                        if *global_index == gas =>
+                    {
+                        Some(*local_index)
+                    }
+                    _ => None,
+                });
                 for window in ops.windows(3) {
-                    if let [wasmparser::Operator::GlobalGet { global_index }, wasmparser::Operator::I64Const { value }, wasmparser::Operator::I64LtS] =
+                    if let [wasmparser::Operator::LocalGet { local_index }, wasmparser::Operator::I64Const { value }, wasmparser::Operator::I64LtS] =
                         window
                     {
-                        if *global_index == gas {
+                        if Some(*local_index) == gas_local {
                             charges.push(*value);
                         }
                     }

@@ -31,6 +31,8 @@
 //! every engine, and documented in the ABI.
 //!
 //! # What else the plan holds
+//! - *Gas reloads*: each function keeps the counter in a local (see `rewrite::gas`), loaded at
+//!   entry, after every call and where a `catch` lands.
 //! - *Size charges* before every bulk operation (`memory.copy/fill/init`, `table.copy/fill/
 //!   init/grow`, `memory.grow`), computed at run time from its length operand.
 //! - *Stack accounting* (when a stack limit is configured): a frame charge at function entry,
@@ -87,6 +89,10 @@ pub(crate) enum Insert {
     StackRecharge,
     /// Replace a NaN on top of the stack with the canonical NaN.
     Canonicalize(FloatKind),
+    /// Copy the gas counter into the function's gas local: at entry, after every call (the
+    /// callee charged the counter), and where a `catch` lands. Emitted before any other
+    /// insertion at the same offset.
+    GasReload,
 }
 
 /// One insertion.
@@ -101,6 +107,8 @@ pub(crate) struct Insertion {
 /// Locals the inserted code needs, appended after the function's own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ExtraLocals {
+    /// `i64`: the gas counter's value, kept in a local between reloads.
+    pub gas: bool,
     /// `i64`: the caller's stack level, saved on entry.
     pub level: bool,
     /// `i32`, `i64`, `i64`: a length operand of either width and the computed charge.
@@ -173,6 +181,9 @@ struct Frame {
     /// Whether the stack counter must be recharged where the frame's label lands (a catch
     /// clause or a frame-releasing `br_table` targets it).
     recharge: bool,
+    /// Whether the gas local must be reloaded where the frame's label lands (a catch clause
+    /// targets it).
+    reload: bool,
     /// For `if` frames that reached `else`: whether the then-arm fell through to it.
     then_fell_through: bool,
     /// Offset just after the opening instruction (a loop's label is there).
@@ -242,9 +253,12 @@ pub(crate) fn analyze_function(
         reachable_at_start: true,
         targeted: false,
         recharge: false,
+        reload: false,
         then_fell_through: false,
         start: ops_start,
     });
+    analysis.out.extra.gas = true;
+    analysis.insert(ops_start, Insert::GasReload);
     if plan.stack_limit {
         analysis.out.extra.level = true;
         analysis.insert(ops_start, Insert::StackEnter);
@@ -319,9 +333,12 @@ pub(crate) fn analyze_function(
         });
         analysis.out.extra.level = false;
     }
-    // Insertions were pushed in program order except catch landings at loop starts; a stable
-    // sort keeps ties in push order.
-    analysis.out.insertions.sort_by_key(|i| i.offset);
+    // Insertions were pushed in program order except catch landings at loop starts and NaN
+    // canonicalizations; a stable sort keeps ties in push order, gas reloads first.
+    analysis
+        .out
+        .insertions
+        .sort_by_key(|i| (i.offset, i.insert != Insert::GasReload));
     scratch.frames = analysis.frames;
     scratch.nan_producers = analysis.nan_producers;
     Ok(analysis.out)
@@ -467,6 +484,24 @@ impl Analysis<'_> {
         }
     }
 
+    /// Asks for a gas reload where the label of the frame `depth` levels out lands (a catch:
+    /// the frames the exception unwound charged the counter).
+    fn reload_at_label(&mut self, depth: u32) {
+        if !self.reachable() {
+            return;
+        }
+        let index = self.frames.len() - 1 - depth as usize;
+        let frame = &mut self.frames[index];
+        if index == 0 || frame.reload {
+            return;
+        }
+        frame.reload = true;
+        if frame.kind == FrameKind::Loop {
+            let start = frame.start;
+            self.insert(start, Insert::GasReload);
+        }
+    }
+
     /// Before a branch that may leave the function: give the frame back.
     fn release_before(&mut self, offset: usize) {
         if self.plan.stack_limit {
@@ -480,6 +515,7 @@ impl Analysis<'_> {
             reachable_at_start: self.reachable(),
             targeted: false,
             recharge: false,
+            reload: false,
             then_fell_through: false,
             start,
         });
@@ -521,6 +557,7 @@ impl Analysis<'_> {
                     // A catch that lands outside the function is a rethrow to the caller.
                     if !self.target(label) {
                         self.recharge_at_label(label);
+                        self.reload_at_label(label);
                     }
                 }
                 self.push(FrameKind::TryTable, next);
@@ -615,6 +652,7 @@ impl Analysis<'_> {
             Operator::MemoryGrow { .. } => Some(size(UnitKind::MemoryPages)),
             Operator::Call { .. } | Operator::CallIndirect { .. } | Operator::CallRef { .. } => {
                 self.calls = true;
+                self.insert(next, Insert::GasReload);
                 None
             }
             Operator::ReturnCall { .. }
@@ -671,6 +709,9 @@ impl Analysis<'_> {
         };
         if frame.recharge && frame.kind != FrameKind::Loop {
             self.insert(next, Insert::StackRecharge);
+        }
+        if frame.reload && frame.kind != FrameKind::Loop {
+            self.insert(next, Insert::GasReload);
         }
         if other_entry {
             self.start_block(next, true);

@@ -19,6 +19,7 @@ const MAX_LOCALS: u32 = 50_000;
 /// Indices of the helper locals (only those the plan asks for are declared).
 #[derive(Default)]
 pub(crate) struct LocalMap {
+    pub gas: u32,
     pub level: u32,
     pub n32: u32,
     pub n64: u32,
@@ -57,7 +58,10 @@ pub(crate) fn rewrite_body(
         let code = &mut Code(scratch);
         match insertion.insert {
             Insert::Charge(0) => {}
-            Insert::Charge(cost) => gas::charge(code, cx.gas_global, gas::Amount::Const(cost)),
+            Insert::Charge(cost) => {
+                gas::charge(code, cx.gas_global, locals.gas, gas::Amount::Const(cost))
+            }
+            Insert::GasReload => gas::reload(code, cx.gas_global, locals.gas),
             Insert::SizeCharge { unit, wide } => {
                 let price = match unit {
                     UnitKind::MemoryBytes => cx.costs.memory_bytes,
@@ -126,6 +130,9 @@ fn declare_locals(
         next += 1;
         added.push(ty);
     };
+    if extra.gas {
+        add(I64, &mut map.gas);
+    }
     if extra.level {
         add(I64, &mut map.level);
     }

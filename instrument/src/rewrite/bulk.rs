@@ -12,7 +12,7 @@
 //! i64.const gas    i64.mul                              ;; when gas > 1
 //! [local.get $n  i64.const 2^32  i64.gt_u  select]      ;; i64 lengths: above 2^32, MAX
 //! local.set $cost
-//! <charge $cost to the gas counter>
+//! <charge $cost (see `gas.rs`)>
 //! local.get $n            ;; the operation gets its length back
 //! ```
 //!
@@ -56,6 +56,6 @@ pub(crate) fn size_charge(
         code.local_get(n).i64_const(1 << 32).op(I64_GT_U).op(SELECT);
     }
     code.local_set(locals.cost);
-    charge(code, gas_global, Amount::Local(locals.cost));
+    charge(code, gas_global, locals.gas, Amount::Local(locals.cost));
     code.local_get(n);
 }
