@@ -15,6 +15,20 @@ pub(crate) struct OpInfo {
     pub(crate) metered: bool,
     /// Whether the operator belongs to the SIMD proposal (its values are 16 bytes).
     pub(crate) simd: bool,
+    /// How many values it pops and pushes, when that does not depend on its immediates or on
+    /// the module (wasmparser's `arity` annotation); `None` for calls, blocks, branches and
+    /// the like.
+    pub(crate) arity: Option<(u8, u8)>,
+}
+
+/// wasmparser's arity annotation as a value.
+macro_rules! fixed_arity {
+    (arity $pop:literal -> $push:literal) => {
+        Some(($pop, $push))
+    };
+    (arity custom) => {
+        None
+    };
 }
 
 /// The proposals ri-sandbox meters.
@@ -82,8 +96,21 @@ macro_rules! define_catalogue {
                 proposal: stringify!($proposal),
                 metered: metered_proposal(stringify!($proposal)),
                 simd: same(stringify!($proposal), "simd"),
+                arity: fixed_arity!($($ann)*),
             },)*
         ];
+
+        impl OpKind {
+            /// The kind of a decoded operator (`None` only for operators of a wasmparser newer
+            /// than the catalogue, which cannot happen: both come from the same crate).
+            pub(crate) fn of(op: &wasmparser::Operator<'_>) -> Option<OpKind> {
+                #[allow(unreachable_patterns)]
+                match op {
+                    $(wasmparser::Operator::$op { .. } => Some(OpKind::$op),)*
+                    _ => None,
+                }
+            }
+        }
 
     };
 }
@@ -133,5 +160,11 @@ mod tests {
         assert!(OpKind::F32x4Add.info().simd);
         assert!(!OpKind::StructNew.info().metered);
         assert!(!OpKind::I32AtomicLoad.info().metered);
+        assert_eq!(OpKind::I32Add.info().arity, Some((2, 1)));
+        assert_eq!(OpKind::Call.info().arity, None);
+        assert_eq!(
+            OpKind::of(&wasmparser::Operator::F64Mul),
+            Some(OpKind::F64Mul)
+        );
     }
 }

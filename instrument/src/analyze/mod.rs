@@ -205,6 +205,7 @@ pub(crate) struct Scratch {
     /// Scalar NaN producers met in reachable code: where eager canonicalization would go.
     nan_producers: Vec<(usize, FloatKind)>,
     nan_points: Vec<(usize, FloatKind)>,
+    nan_hints: Vec<(u32, nans::Kind)>,
     nans: nans::NanScratch,
 }
 
@@ -240,6 +241,8 @@ pub(crate) fn analyze_function(
         },
         frames: std::mem::take(&mut scratch.frames),
         nan_producers: std::mem::take(&mut scratch.nan_producers),
+        nan_hints: std::mem::take(&mut scratch.nan_hints),
+        previous_hint: None,
         current: Current { slot: None, gas: 0 },
         plan,
         max_operands: 0,
@@ -248,6 +251,7 @@ pub(crate) fn analyze_function(
     };
     analysis.frames.clear();
     analysis.nan_producers.clear();
+    analysis.nan_hints.clear();
     analysis.frames.push(Frame {
         kind: FrameKind::Function,
         reachable_at_start: true,
@@ -305,6 +309,7 @@ pub(crate) fn analyze_function(
             body,
             validator,
             features,
+            &analysis.nan_hints,
             &mut scratch.nans,
             &mut scratch.nan_points,
         );
@@ -341,6 +346,7 @@ pub(crate) fn analyze_function(
         .sort_by_key(|i| (i.offset, i.insert != Insert::GasReload));
     scratch.frames = analysis.frames;
     scratch.nan_producers = analysis.nan_producers;
+    scratch.nan_hints = analysis.nan_hints;
     Ok(analysis.out)
 }
 
@@ -419,6 +425,10 @@ struct Analysis<'a> {
     out: FunctionPlan,
     frames: Vec<Frame>,
     nan_producers: Vec<(usize, FloatKind)>,
+    /// What `local.set`s right after a kind-deciding operator assign (see `nans::hint`).
+    nan_hints: Vec<(u32, nans::Kind)>,
+    /// `nans::hint` of the previous reachable operator.
+    previous_hint: Option<nans::Kind>,
     current: Current,
     plan: Plan<'a>,
     max_operands: u64,
@@ -544,6 +554,22 @@ impl Analysis<'_> {
                 self.uses_v128 = true;
             }
             self.side_effects(op, offset, next, wide);
+            if self.plan.canonicalize_nans && !self.plan.eager_nans {
+                if let (
+                    Some(kind),
+                    Operator::LocalSet { local_index } | Operator::LocalTee { local_index },
+                ) = (self.previous_hint, op)
+                {
+                    self.nan_hints.push((*local_index, kind));
+                }
+                self.previous_hint = match op {
+                    // A tee passes its value on (the hint can only over-approximate).
+                    Operator::LocalTee { .. } => self.previous_hint,
+                    _ => nans::hint(op),
+                };
+            }
+        } else {
+            self.previous_hint = None;
         }
         match op {
             Operator::Block { .. } => self.push(FrameKind::Block, next),

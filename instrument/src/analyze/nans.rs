@@ -46,6 +46,7 @@
 //! interpreters do, are never touched.
 
 use super::{nan_producer, FloatKind};
+use crate::ops::OpKind;
 use wasmparser::{
     BlockType, CompositeInnerType, ContType, FrameKind, FuncType, FuncValidator, FunctionBody,
     ModuleArity, Operator, OperatorsReader, RefType, SubType, ValType, ValidatorResources,
@@ -56,7 +57,7 @@ use wasmparser::{
 pub(crate) const MAX_RUNS: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     NotNan,
     Bits,
     Arith,
@@ -72,6 +73,9 @@ fn join(a: Kind, b: Kind) -> Kind {
     }
 }
 
+/// No local: a value that was not read from one.
+const NO_LOCAL: u32 = u32::MAX;
+
 #[derive(Clone, Copy, Debug)]
 struct Value {
     kind: Kind,
@@ -79,6 +83,9 @@ struct Value {
     origin: usize,
     /// For `Arith` values: its type.
     ty: FloatKind,
+    /// The local the value was read from (or [`NO_LOCAL`]), and that local's version then.
+    local: u32,
+    version: u32,
 }
 
 impl Value {
@@ -86,11 +93,12 @@ impl Value {
         kind: Kind::Bits,
         origin: 0,
         ty: FloatKind::F32,
+        local: NO_LOCAL,
+        version: 0,
     };
     const NOT_NAN: Value = Value {
         kind: Kind::NotNan,
-        origin: 0,
-        ty: FloatKind::F32,
+        ..Value::BITS
     };
 }
 
@@ -98,8 +106,14 @@ impl Value {
 struct Local {
     kind: Kind,
     ty: FloatKind,
-    /// Whether this run read or assigned the local (a later change invalidates the run).
-    accessed: bool,
+    /// Bumped whenever the kind changes during a run.
+    version: u32,
+    /// Whether this run used a value read from the local in a way its kind decided (a sink,
+    /// an assignment, a `select`): a later change of kind invalidates the run.
+    mattered: bool,
+    /// Whether this run stored an `Arith` value in the local uncanonicalized: should the local
+    /// become `Mixed` later in the run, that store needed canonicalizing.
+    raw_arith: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -167,6 +181,39 @@ fn func_type(ty: &SubType) -> Option<&FuncType> {
     }
 }
 
+/// The kind of the value `op` leaves on top of the stack, when `op` alone decides it: what a
+/// `local.set` right after it assigns. The main pass collects these *hints* so that the
+/// fixpoint starts from kinds it would otherwise discover only in a second run (a loop reads
+/// its accumulator before the assignment that makes it `Arith`).
+pub(crate) fn hint(op: &Operator<'_>) -> Option<Kind> {
+    use Operator as O;
+    match op {
+        O::F32Load { .. } | O::F64Load { .. } | O::Call { .. } | O::CallIndirect { .. } => {
+            Some(Kind::Bits)
+        }
+        // Block results are plain bits to the analysis (branches and ends are sinks).
+        O::GlobalGet { .. } | O::F32ReinterpretI32 | O::F64ReinterpretI64 | O::End => {
+            Some(Kind::Bits)
+        }
+        O::F32Const { value } if f32::from_bits(value.bits()).is_nan() => Some(Kind::Bits),
+        O::F64Const { value } if f64::from_bits(value.bits()).is_nan() => Some(Kind::Bits),
+        O::F32Const { .. }
+        | O::F64Const { .. }
+        | O::F32ConvertI32S
+        | O::F32ConvertI32U
+        | O::F32ConvertI64S
+        | O::F32ConvertI64U
+        | O::F64ConvertI32S
+        | O::F64ConvertI32U
+        | O::F64ConvertI64S
+        | O::F64ConvertI64U => Some(Kind::NotNan),
+        _ => match nan_producer(op) {
+            Some(FloatKind::F32 | FloatKind::F64) => Some(Kind::Arith),
+            _ => None,
+        },
+    }
+}
+
 /// The canonicalization points of one validated function body: `(offset, type)` pairs, each
 /// meaning "canonicalize the float on top of the stack before the instruction at `offset`",
 /// sorted and without duplicates, appended to `out`.
@@ -174,6 +221,7 @@ pub(crate) fn plan(
     body: &FunctionBody<'_>,
     validator: &FuncValidator<ValidatorResources>,
     features: WasmFeatures,
+    hints: &[(u32, Kind)],
     scratch: &mut NanScratch,
     out: &mut Vec<(usize, FloatKind)>,
 ) -> Result<(), GaveUp> {
@@ -203,8 +251,16 @@ pub(crate) fn plan(
         scratch.locals.push(Local {
             kind,
             ty,
-            accessed: false,
+            version: 0,
+            mattered: false,
+            raw_arith: false,
         });
+    }
+
+    for &(index, kind) in hints {
+        if let Some(local) = scratch.locals.get_mut(index as usize) {
+            local.kind = join(local.kind, kind);
+        }
     }
 
     let start = out.len();
@@ -236,8 +292,10 @@ pub(crate) fn plan(
     Ok(())
 }
 
-/// One run over the body with the current local kinds. Returns whether no local's kind changed
-/// after the run had used it (so the recorded points are final).
+/// One run over the body with the current local kinds. Returns whether every decision the run
+/// made used a local's final kind (so the recorded points are final). A local read before its
+/// kind changed does not force another run when the value read only fed arithmetic,
+/// comparisons or truncations, as a loop's accumulator does.
 fn simulate(
     body: &FunctionBody<'_>,
     resources: &ValidatorResources,
@@ -258,7 +316,9 @@ fn simulate(
     stack.clear();
     frames.clear();
     for local in locals.iter_mut() {
-        local.accessed = false;
+        local.version = 0;
+        local.mattered = false;
+        local.raw_arith = false;
     }
     let function_type = BlockType::FuncType(type_index);
     let (_, results) = Arity { resources, frames }
@@ -275,17 +335,36 @@ fn simulate(
     let mut reachable = true;
     let mut stable = true;
 
-    let sink = |value: Value, out: &mut Vec<(usize, FloatKind)>| {
+    // A decision depends on `value`'s kind: if it was read from a local, that read must have
+    // seen the local's final kind.
+    let uses = |value: &Value, locals: &mut [Local], stable: &mut bool| {
+        if let Some(local) = locals.get_mut(value.local as usize) {
+            if local.version != value.version {
+                *stable = false;
+            } else {
+                local.mattered = true;
+            }
+        }
+    };
+    let sink = |value: Value,
+                locals: &mut [Local],
+                stable: &mut bool,
+                out: &mut Vec<(usize, FloatKind)>| {
+        uses(&value, locals, stable);
         if value.kind == Kind::Arith {
             out.push((value.origin, value.ty));
         }
     };
     let pop = |stack: &mut Vec<Value>| stack.pop().ok_or(GaveUp);
     // Pops `n` values, each a sink.
-    let sink_n = |stack: &mut Vec<Value>, n: u32, out: &mut Vec<(usize, FloatKind)>| {
+    let sink_n = |stack: &mut Vec<Value>,
+                  n: u32,
+                  locals: &mut [Local],
+                  stable: &mut bool,
+                  out: &mut Vec<(usize, FloatKind)>| {
         let from = stack.len().checked_sub(n as usize).ok_or(GaveUp)?;
         for value in stack.drain(from..) {
-            sink(value, out);
+            sink(value, locals, stable, out);
         }
         Ok::<(), GaveUp>(())
     };
@@ -338,6 +417,7 @@ fn simulate(
             kind: Kind::Arith,
             origin: next,
             ty,
+            ..Value::BITS
         };
         match op {
             Operator::Block { blockty }
@@ -359,7 +439,7 @@ fn simulate(
                     .block_type_arity(blockty)
                     .ok_or(GaveUp)?;
                 // Parameters cross into the block: a sink, so inside they are plain bits.
-                sink_n(stack, params, out)?;
+                sink_n(stack, params, locals, &mut stable, out)?;
                 let base = stack.len();
                 stack.resize(base + params as usize, Value::BITS);
                 frames.push(Frame {
@@ -373,14 +453,14 @@ fn simulate(
             }
             Operator::Else => {
                 let frame = frames.last_mut().ok_or(GaveUp)?;
-                sink_n(stack, frame.results, out)?;
+                sink_n(stack, frame.results, locals, &mut stable, out)?;
                 frame.kind = FrameKind::Else;
                 stack.truncate(frame.base);
                 stack.resize(frame.base + frame.params as usize, Value::BITS);
             }
             Operator::End => {
                 let frame = frames.pop().ok_or(GaveUp)?;
-                sink_n(stack, frame.results, out)?;
+                sink_n(stack, frame.results, locals, &mut stable, out)?;
                 if frames.is_empty() {
                     break;
                 }
@@ -388,37 +468,52 @@ fn simulate(
                 stack.resize(frame.base + frame.results as usize, Value::BITS);
             }
             Operator::LocalGet { local_index } => {
-                let local = locals.get_mut(local_index as usize).ok_or(GaveUp)?;
-                local.accessed = true;
-                stack.push(match local.kind {
+                let local = locals.get(local_index as usize).ok_or(GaveUp)?;
+                let value = match local.kind {
                     Kind::NotNan => Value::NOT_NAN,
                     Kind::Arith => arith(local.ty),
                     Kind::Bits | Kind::Mixed => Value::BITS,
+                };
+                stack.push(Value {
+                    local: local_index,
+                    version: local.version,
+                    ..value
                 });
             }
             Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
                 let value = pop(stack)?;
+                uses(&value, locals, &mut stable);
                 let local = locals.get_mut(local_index as usize).ok_or(GaveUp)?;
                 let joined = join(local.kind, value.kind);
                 if joined != local.kind {
-                    if local.accessed {
+                    if local.mattered || (joined == Kind::Mixed && local.raw_arith) {
                         stable = false;
                     }
                     local.kind = joined;
+                    local.version += 1;
+                    local.mattered = false;
                     if value.kind == Kind::Arith {
                         local.ty = value.ty;
                     }
                 }
-                local.accessed = true;
-                let stored = if joined == Kind::Mixed && value.kind == Kind::Arith {
-                    sink(value, out);
-                    Value::BITS
+                let stored = if value.kind != Kind::Arith {
+                    value
+                } else if joined == Kind::Mixed {
+                    out.push((value.origin, value.ty));
+                    Value {
+                        kind: Kind::Bits,
+                        ..value
+                    }
                 } else {
+                    local.raw_arith = true;
                     value
                 };
                 if let Operator::LocalTee { .. } = op {
                     stack.push(match stored.kind {
-                        Kind::Arith => arith(stored.ty),
+                        Kind::Arith => Value {
+                            origin: next,
+                            ..stored
+                        },
                         _ => stored,
                     });
                 }
@@ -427,10 +522,12 @@ fn simulate(
                 pop(stack)?; // the condition
                 let second = pop(stack)?;
                 let first = pop(stack)?;
+                uses(&first, locals, &mut stable);
+                uses(&second, locals, &mut stable);
                 match join(first.kind, second.kind) {
                     Kind::Mixed => {
-                        sink(first, out);
-                        sink(second, out);
+                        sink(first, locals, &mut stable, out);
+                        sink(second, locals, &mut stable, out);
                         stack.push(Value::BITS);
                     }
                     Kind::Arith => stack.push(arith(if first.kind == Kind::Arith {
@@ -438,7 +535,10 @@ fn simulate(
                     } else {
                         second.ty
                     })),
-                    kind => stack.push(Value { kind, ..first }),
+                    kind => stack.push(Value {
+                        kind,
+                        ..Value::BITS
+                    }),
                 }
             }
             Operator::Drop => {
@@ -505,7 +605,7 @@ fn simulate(
             // does, so results match it bit for bit.
             Operator::F32Abs | Operator::F32Neg | Operator::F64Abs | Operator::F64Neg => {
                 let value = pop(stack)?;
-                sink(value, out);
+                sink(value, locals, &mut stable, out);
                 stack.push(if value.kind == Kind::NotNan {
                     Value::NOT_NAN
                 } else {
@@ -515,8 +615,8 @@ fn simulate(
             Operator::F32Copysign | Operator::F64Copysign => {
                 let sign = pop(stack)?;
                 let value = pop(stack)?;
-                sink(sign, out);
-                sink(value, out);
+                sink(sign, locals, &mut stable, out);
+                sink(value, locals, &mut stable, out);
                 stack.push(if value.kind == Kind::NotNan {
                     Value::NOT_NAN
                 } else {
@@ -524,19 +624,19 @@ fn simulate(
                 });
             }
             _ => {
-                if let Some(ty @ (FloatKind::F32 | FloatKind::F64)) = nan_producer(&op) {
-                    let (params, _) = op
+                let (params, results) = match OpKind::of(&op).and_then(|k| k.info().arity) {
+                    Some((params, results)) => (u32::from(params), u32::from(results)),
+                    None => op
                         .operator_arity(&Arity { resources, frames })
-                        .ok_or(GaveUp)?;
+                        .ok_or(GaveUp)?,
+                };
+                if let Some(ty @ (FloatKind::F32 | FloatKind::F64)) = nan_producer(&op) {
                     let from = stack.len().checked_sub(params as usize).ok_or(GaveUp)?;
                     stack.truncate(from);
                     stack.push(arith(ty));
                     continue;
                 }
-                let (params, results) = op
-                    .operator_arity(&Arity { resources, frames })
-                    .ok_or(GaveUp)?;
-                sink_n(stack, params, out)?;
+                sink_n(stack, params, locals, &mut stable, out)?;
                 stack.resize(stack.len() + results as usize, Value::BITS);
                 if matches!(
                     op,
