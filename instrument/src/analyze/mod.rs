@@ -205,7 +205,7 @@ pub(crate) struct Scratch {
     /// Scalar NaN producers met in reachable code: where eager canonicalization would go.
     nan_producers: Vec<(usize, FloatKind)>,
     nan_points: Vec<(usize, FloatKind)>,
-    nan_hints: Vec<(u32, nans::Kind)>,
+    nan_sets: Vec<(u32, Option<nans::Kind>)>,
     nans: nans::NanScratch,
 }
 
@@ -241,7 +241,7 @@ pub(crate) fn analyze_function(
         },
         frames: std::mem::take(&mut scratch.frames),
         nan_producers: std::mem::take(&mut scratch.nan_producers),
-        nan_hints: std::mem::take(&mut scratch.nan_hints),
+        nan_sets: std::mem::take(&mut scratch.nan_sets),
         previous_hint: None,
         current: Current { slot: None, gas: 0 },
         plan,
@@ -251,7 +251,7 @@ pub(crate) fn analyze_function(
     };
     analysis.frames.clear();
     analysis.nan_producers.clear();
-    analysis.nan_hints.clear();
+    analysis.nan_sets.clear();
     analysis.frames.push(Frame {
         kind: FrameKind::Function,
         reachable_at_start: true,
@@ -269,6 +269,10 @@ pub(crate) fn analyze_function(
     }
     analysis.start_block(ops_start, true);
 
+    // Scalar NaN canonicalization points are found by `nans`, whose first run rides along
+    // from the first scalar NaN producer on.
+    let observed_nans = plan.canonicalize_nans && !plan.eager_nans;
+    let mut nan_state = NanState::Idle;
     while !reader.eof() {
         let offset = reader.original_position();
         // The width of a bulk operation's length operand, read before the operator pops it:
@@ -296,7 +300,29 @@ pub(crate) fn analyze_function(
                 .max(u64::from(validator.operand_stack_height()));
         }
         let next = reader.original_position();
+        let was_reachable = analysis.reachable();
         analysis.operator(&op, kind, offset, next, top_is_i64);
+        if observed_nans {
+            nan_state = match nan_state {
+                NanState::Active => match scratch.nans.step(&op, next, validator.resources()) {
+                    Ok(()) => NanState::Active,
+                    Err(nans::GaveUp) => NanState::Failed,
+                },
+                NanState::Idle if was_reachable => match nan_producer(&op) {
+                    Some(ty @ (FloatKind::F32 | FloatKind::F64)) => {
+                        match scratch
+                            .nans
+                            .activate(validator, &analysis.nan_sets, ty, next)
+                        {
+                            Ok(()) => NanState::Active,
+                            Err(nans::GaveUp) => NanState::Failed,
+                        }
+                    }
+                    _ => NanState::Idle,
+                },
+                other => other,
+            };
+        }
     }
     reader
         .finish_expression(&Frames(validator))
@@ -305,14 +331,14 @@ pub(crate) fn analyze_function(
     if !analysis.nan_producers.is_empty() {
         // Scalar results are canonicalized where they could first be observed; should that
         // analysis give up, after every operation, as the eager strategy does.
-        let planned = nans::plan(
-            body,
-            validator,
-            features,
-            &analysis.nan_hints,
-            &mut scratch.nans,
-            &mut scratch.nan_points,
-        );
+        let planned = match nan_state {
+            NanState::Active => {
+                scratch
+                    .nans
+                    .finish(body, validator, features, &mut scratch.nan_points)
+            }
+            _ => Err(nans::GaveUp),
+        };
         if planned.is_err() {
             scratch.nan_points.clear();
             scratch.nan_points.append(&mut analysis.nan_producers);
@@ -346,8 +372,19 @@ pub(crate) fn analyze_function(
         .sort_by_key(|i| (i.offset, i.insert != Insert::GasReload));
     scratch.frames = analysis.frames;
     scratch.nan_producers = analysis.nan_producers;
-    scratch.nan_hints = analysis.nan_hints;
+    scratch.nan_sets = analysis.nan_sets;
     Ok(analysis.out)
+}
+
+/// Where the NaN analysis of the function being read stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NanState {
+    /// No scalar NaN producer met yet.
+    Idle,
+    /// Following every operator since the first.
+    Active,
+    /// Gave up: canonicalize eagerly.
+    Failed,
 }
 
 /// Feeds each operator straight from the reader to the validator (no intermediate decoding
@@ -425,8 +462,9 @@ struct Analysis<'a> {
     out: FunctionPlan,
     frames: Vec<Frame>,
     nan_producers: Vec<(usize, FloatKind)>,
-    /// What `local.set`s right after a kind-deciding operator assign (see `nans::hint`).
-    nan_hints: Vec<(u32, nans::Kind)>,
+    /// Every reachable `local.set`/`local.tee`, with what it assigns when the operator before
+    /// it decides that (see `nans::hint`), for `nans` to start from.
+    nan_sets: Vec<(u32, Option<nans::Kind>)>,
     /// `nans::hint` of the previous reachable operator.
     previous_hint: Option<nans::Kind>,
     current: Current,
@@ -555,12 +593,9 @@ impl Analysis<'_> {
             }
             self.side_effects(op, offset, next, wide);
             if self.plan.canonicalize_nans && !self.plan.eager_nans {
-                if let (
-                    Some(kind),
-                    Operator::LocalSet { local_index } | Operator::LocalTee { local_index },
-                ) = (self.previous_hint, op)
+                if let Operator::LocalSet { local_index } | Operator::LocalTee { local_index } = op
                 {
-                    self.nan_hints.push((*local_index, kind));
+                    self.nan_sets.push((*local_index, self.previous_hint));
                 }
                 self.previous_hint = match op {
                     // A tee passes its value on (the hint can only over-approximate).

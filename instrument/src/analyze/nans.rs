@@ -133,6 +133,12 @@ pub(crate) struct NanScratch {
     stack: Vec<Value>,
     frames: Vec<Frame>,
     locals: Vec<Local>,
+    /// The current run's canonicalization points.
+    points: Vec<(usize, FloatKind)>,
+    reachable: bool,
+    stable: bool,
+    /// Whether the run has reached the function's final `end`.
+    done: bool,
 }
 
 /// Why the analysis gave up on a function (the caller then canonicalizes eagerly).
@@ -214,171 +220,259 @@ pub(crate) fn hint(op: &Operator<'_>) -> Option<Kind> {
     }
 }
 
-/// The canonicalization points of one validated function body: `(offset, type)` pairs, each
-/// meaning "canonicalize the float on top of the stack before the instruction at `offset`",
-/// sorted and without duplicates, appended to `out`.
-pub(crate) fn plan(
-    body: &FunctionBody<'_>,
-    validator: &FuncValidator<ValidatorResources>,
-    features: WasmFeatures,
-    hints: &[(u32, Kind)],
-    scratch: &mut NanScratch,
-    out: &mut Vec<(usize, FloatKind)>,
-) -> Result<(), GaveUp> {
-    let resources = validator.resources();
-    let type_index = resources
-        .type_index_of_function(validator.index())
-        .ok_or(GaveUp)?;
-    let params = resources
-        .sub_type_at(type_index)
-        .and_then(func_type)
-        .ok_or(GaveUp)?
-        .params()
-        .len() as u32;
-
-    scratch.locals.clear();
-    for index in 0..validator.len_locals() {
-        let ty = match validator.get_local_type(index) {
-            Some(ValType::F64) => FloatKind::F64,
-            _ => FloatKind::F32,
-        };
-        // Parameters arrive with the caller's bits; declared locals start at zero.
-        let kind = if index < params {
-            Kind::Bits
-        } else {
-            Kind::NotNan
-        };
-        scratch.locals.push(Local {
-            kind,
-            ty,
-            version: 0,
-            mattered: false,
-            raw_arith: false,
-        });
-    }
-
-    for &(index, kind) in hints {
-        if let Some(local) = scratch.locals.get_mut(index as usize) {
-            local.kind = join(local.kind, kind);
+impl NanScratch {
+    /// Every local's kind as the function starts: parameters `Bits`, declared locals `NotNan`.
+    /// Returns the function's type index.
+    fn reset_locals(
+        &mut self,
+        validator: &FuncValidator<ValidatorResources>,
+    ) -> Result<u32, GaveUp> {
+        let resources = validator.resources();
+        let type_index = resources
+            .type_index_of_function(validator.index())
+            .ok_or(GaveUp)?;
+        let params = resources
+            .sub_type_at(type_index)
+            .and_then(func_type)
+            .ok_or(GaveUp)?
+            .params()
+            .len() as u32;
+        self.locals.clear();
+        for index in 0..validator.len_locals() {
+            let ty = match validator.get_local_type(index) {
+                Some(ValType::F64) => FloatKind::F64,
+                _ => FloatKind::F32,
+            };
+            // Parameters arrive with the caller's bits; declared locals start at zero.
+            let kind = if index < params {
+                Kind::Bits
+            } else {
+                Kind::NotNan
+            };
+            self.locals.push(Local {
+                kind,
+                ty,
+                version: 0,
+                mattered: false,
+                raw_arith: false,
+            });
         }
+        Ok(type_index)
     }
 
-    let start = out.len();
-    for run in 0.. {
-        if run == MAX_RUNS {
-            for local in &mut scratch.locals {
-                local.kind = Kind::Mixed;
+    /// Starts the first run in the middle of the main pass, right after the first scalar NaN
+    /// producer it meets (of type `ty`; `next` is the offset after it): nothing before it can
+    /// be `Arith`, so the operand stack is plain bits (and the new `Arith` value on top), the
+    /// control frames are the validator's, and a local's kind is the join of what the main
+    /// pass saw assigned to it so far (`assignments`: the kind each `local.set`/`local.tee`
+    /// assigned when the operator before it decides it, `Bits` otherwise). Functions without
+    /// scalar float arithmetic never pay for the analysis.
+    pub(crate) fn activate(
+        &mut self,
+        validator: &FuncValidator<ValidatorResources>,
+        assignments: &[(u32, Option<Kind>)],
+        ty: FloatKind,
+        next: usize,
+    ) -> Result<(), GaveUp> {
+        let resources = validator.resources();
+        self.reset_locals(validator)?;
+        for &(index, kind) in assignments {
+            if let Some(local) = self.locals.get_mut(index as usize) {
+                local.kind = join(local.kind, kind.unwrap_or(Kind::Bits));
             }
         }
-        out.truncate(start);
-        let stable = simulate(body, resources, type_index, features, scratch, out)?;
-        if stable {
-            break;
+        self.stack.clear();
+        self.frames.clear();
+        self.points.clear();
+        for depth in (0..validator.control_stack_height() as usize).rev() {
+            let frame = validator.get_control_frame(depth).ok_or(GaveUp)?;
+            let (params, results) = Arity {
+                resources,
+                frames: &self.frames,
+            }
+            .block_type_arity(frame.block_type)
+            .ok_or(GaveUp)?;
+            self.frames.push(Frame {
+                block_type: frame.block_type,
+                kind: frame.kind,
+                base: frame.height,
+                params,
+                results,
+                // The producer is reachable, so every frame around it started reachable.
+                reachable_at_start: true,
+            });
         }
-        if run > MAX_RUNS {
-            // All-`Mixed` locals never change: unreachable.
+        let height = (validator.operand_stack_height() as usize)
+            .checked_sub(1)
+            .ok_or(GaveUp)?;
+        self.stack.resize(height, Value::BITS);
+        self.stack.push(Value {
+            kind: Kind::Arith,
+            origin: next,
+            ty,
+            ..Value::BITS
+        });
+        self.reachable = true;
+        self.stable = true;
+        self.done = false;
+        Ok(())
+    }
+
+    /// After the main pass fed the rest of the function to [`NanScratch::step`]: its points
+    /// when that run was stable, else the points of further runs over the body (from the
+    /// local kinds found so far) until one is. Appended to `out`, sorted, without duplicates.
+    pub(crate) fn finish(
+        &mut self,
+        body: &FunctionBody<'_>,
+        validator: &FuncValidator<ValidatorResources>,
+        features: WasmFeatures,
+        out: &mut Vec<(usize, FloatKind)>,
+    ) -> Result<(), GaveUp> {
+        if !self.done {
             return Err(GaveUp);
         }
-    }
-    out[start..].sort_unstable_by_key(|&(offset, _)| offset);
-    let mut kept = start;
-    for i in start..out.len() {
-        if kept == start || out[kept - 1].0 != out[i].0 {
-            out[kept] = out[i];
-            kept += 1;
+        let resources = validator.resources();
+        let type_index = resources
+            .type_index_of_function(validator.index())
+            .ok_or(GaveUp)?;
+        let mut run = 1;
+        while !self.stable {
+            if run == MAX_RUNS {
+                for local in &mut self.locals {
+                    local.kind = Kind::Mixed;
+                }
+            } else if run > MAX_RUNS {
+                // All-`Mixed` locals never change: unreachable.
+                return Err(GaveUp);
+            }
+            simulate(body, resources, type_index, features, self)?;
+            run += 1;
         }
+        let start = out.len();
+        out.append(&mut self.points);
+        out[start..].sort_unstable_by_key(|&(offset, _)| offset);
+        out.dedup_by_key(|&mut (offset, _)| offset);
+        Ok(())
     }
-    out.truncate(kept);
-    Ok(())
 }
 
-/// One run over the body with the current local kinds. Returns whether every decision the run
-/// made used a local's final kind (so the recorded points are final). A local read before its
-/// kind changed does not force another run when the value read only fed arithmetic,
-/// comparisons or truncations, as a loop's accumulator does.
+/// One run over the body with the current local kinds, in [`NanScratch::points`]. Returns
+/// whether every decision the run made used a local's final kind (so the recorded points are
+/// final). A local read before its kind changed does not force another run when the value
+/// read only fed arithmetic, comparisons or truncations, as a loop's accumulator does.
 fn simulate(
     body: &FunctionBody<'_>,
     resources: &ValidatorResources,
     type_index: u32,
     features: WasmFeatures,
     scratch: &mut NanScratch,
-    out: &mut Vec<(usize, FloatKind)>,
 ) -> Result<bool, GaveUp> {
     let mut reader = body.get_binary_reader_for_operators().map_err(|_| GaveUp)?;
     reader.set_features(features);
     let mut ops = OperatorsReader::new(reader);
-
-    let NanScratch {
-        stack,
-        frames,
-        locals,
-    } = scratch;
-    stack.clear();
-    frames.clear();
-    for local in locals.iter_mut() {
-        local.version = 0;
-        local.mattered = false;
-        local.raw_arith = false;
+    scratch.begin(resources, type_index)?;
+    while !ops.eof() && !scratch.done {
+        let op = ops.read().map_err(|_| GaveUp)?;
+        scratch.step(&op, ops.original_position(), resources)?;
     }
-    let function_type = BlockType::FuncType(type_index);
-    let (_, results) = Arity { resources, frames }
+    if !scratch.done {
+        return Err(GaveUp);
+    }
+    Ok(scratch.stable)
+}
+
+impl NanScratch {
+    /// Starts a run: the function's frame on an empty stack, every local unused.
+    fn begin(&mut self, resources: &ValidatorResources, type_index: u32) -> Result<(), GaveUp> {
+        self.stack.clear();
+        self.frames.clear();
+        self.points.clear();
+        for local in self.locals.iter_mut() {
+            local.version = 0;
+            local.mattered = false;
+            local.raw_arith = false;
+        }
+        let function_type = BlockType::FuncType(type_index);
+        let (_, results) = Arity {
+            resources,
+            frames: &self.frames,
+        }
         .block_type_arity(function_type)
         .ok_or(GaveUp)?;
-    frames.push(Frame {
-        block_type: function_type,
-        kind: FrameKind::Block,
-        base: 0,
-        params: 0,
-        results,
-        reachable_at_start: true,
-    });
-    let mut reachable = true;
-    let mut stable = true;
+        self.frames.push(Frame {
+            block_type: function_type,
+            kind: FrameKind::Block,
+            base: 0,
+            params: 0,
+            results,
+            reachable_at_start: true,
+        });
+        self.reachable = true;
+        self.stable = true;
+        self.done = false;
+        Ok(())
+    }
 
-    // A decision depends on `value`'s kind: if it was read from a local, that read must have
-    // seen the local's final kind.
-    let uses = |value: &Value, locals: &mut [Local], stable: &mut bool| {
-        if let Some(local) = locals.get_mut(value.local as usize) {
-            if local.version != value.version {
-                *stable = false;
-            } else {
-                local.mattered = true;
+    /// Simulates one operator; `next` is the offset right after it.
+    pub(crate) fn step(
+        &mut self,
+        op: &Operator<'_>,
+        next: usize,
+        resources: &ValidatorResources,
+    ) -> Result<(), GaveUp> {
+        let NanScratch {
+            stack,
+            frames,
+            locals,
+            points: out,
+            reachable,
+            stable,
+            done,
+        } = self;
+        if *done {
+            return Err(GaveUp);
+        }
+        // A decision depends on `value`'s kind: if it was read from a local, that read must have
+        // seen the local's final kind.
+        let uses = |value: &Value, locals: &mut [Local], stable: &mut bool| {
+            if let Some(local) = locals.get_mut(value.local as usize) {
+                if local.version != value.version {
+                    *stable = false;
+                } else {
+                    local.mattered = true;
+                }
             }
-        }
-    };
-    let sink = |value: Value,
-                locals: &mut [Local],
-                stable: &mut bool,
-                out: &mut Vec<(usize, FloatKind)>| {
-        uses(&value, locals, stable);
-        if value.kind == Kind::Arith {
-            out.push((value.origin, value.ty));
-        }
-    };
-    let pop = |stack: &mut Vec<Value>| stack.pop().ok_or(GaveUp);
-    // Pops `n` values, each a sink.
-    let sink_n = |stack: &mut Vec<Value>,
-                  n: u32,
-                  locals: &mut [Local],
-                  stable: &mut bool,
-                  out: &mut Vec<(usize, FloatKind)>| {
-        let from = stack.len().checked_sub(n as usize).ok_or(GaveUp)?;
-        for value in stack.drain(from..) {
-            sink(value, locals, stable, out);
-        }
-        Ok::<(), GaveUp>(())
-    };
+        };
+        let sink = |value: Value,
+                    locals: &mut [Local],
+                    stable: &mut bool,
+                    out: &mut Vec<(usize, FloatKind)>| {
+            uses(&value, locals, stable);
+            if value.kind == Kind::Arith {
+                out.push((value.origin, value.ty));
+            }
+        };
+        let pop = |stack: &mut Vec<Value>| stack.pop().ok_or(GaveUp);
+        // Pops `n` values, each a sink.
+        let sink_n = |stack: &mut Vec<Value>,
+                      n: u32,
+                      locals: &mut [Local],
+                      stable: &mut bool,
+                      out: &mut Vec<(usize, FloatKind)>| {
+            let from = stack.len().checked_sub(n as usize).ok_or(GaveUp)?;
+            for value in stack.drain(from..) {
+                sink(value, locals, stable, out);
+            }
+            Ok::<(), GaveUp>(())
+        };
 
-    while !ops.eof() {
-        let op = ops.read().map_err(|_| GaveUp)?;
-        let next = ops.original_position();
-        if !reachable {
+        if !*reachable {
             // Only the nesting matters until the frame that became unreachable ends.
             match op {
                 Operator::Block { blockty }
                 | Operator::Loop { blockty }
                 | Operator::If { blockty } => frames.push(Frame {
-                    block_type: blockty,
+                    block_type: *blockty,
                     kind: FrameKind::Block,
                     base: stack.len(),
                     params: 0,
@@ -396,22 +490,23 @@ fn simulate(
                 Operator::Else => {
                     let frame = frames.last_mut().ok_or(GaveUp)?;
                     frame.kind = FrameKind::Else;
-                    reachable = frame.reachable_at_start;
+                    *reachable = frame.reachable_at_start;
                     stack.truncate(frame.base);
                     stack.resize(frame.base + frame.params as usize, Value::BITS);
                 }
                 Operator::End => {
                     let frame = frames.pop().ok_or(GaveUp)?;
                     if frames.is_empty() {
-                        break;
+                        *done = true;
+                        return Ok(());
                     }
-                    reachable = frame.reachable_at_start;
+                    *reachable = frame.reachable_at_start;
                     stack.truncate(frame.base);
                     stack.resize(frame.base + frame.results as usize, Value::BITS);
                 }
                 _ => {}
             }
-            continue;
+            return Ok(());
         }
         let arith = |ty: FloatKind| Value {
             kind: Kind::Arith,
@@ -436,14 +531,14 @@ fn simulate(
                     pop(stack)?;
                 }
                 let (params, results) = Arity { resources, frames }
-                    .block_type_arity(blockty)
+                    .block_type_arity(*blockty)
                     .ok_or(GaveUp)?;
                 // Parameters cross into the block: a sink, so inside they are plain bits.
-                sink_n(stack, params, locals, &mut stable, out)?;
+                sink_n(stack, params, locals, stable, out)?;
                 let base = stack.len();
                 stack.resize(base + params as usize, Value::BITS);
                 frames.push(Frame {
-                    block_type: blockty,
+                    block_type: *blockty,
                     kind,
                     base,
                     params,
@@ -453,41 +548,42 @@ fn simulate(
             }
             Operator::Else => {
                 let frame = frames.last_mut().ok_or(GaveUp)?;
-                sink_n(stack, frame.results, locals, &mut stable, out)?;
+                sink_n(stack, frame.results, locals, stable, out)?;
                 frame.kind = FrameKind::Else;
                 stack.truncate(frame.base);
                 stack.resize(frame.base + frame.params as usize, Value::BITS);
             }
             Operator::End => {
                 let frame = frames.pop().ok_or(GaveUp)?;
-                sink_n(stack, frame.results, locals, &mut stable, out)?;
+                sink_n(stack, frame.results, locals, stable, out)?;
                 if frames.is_empty() {
-                    break;
+                    *done = true;
+                    return Ok(());
                 }
                 stack.truncate(frame.base);
                 stack.resize(frame.base + frame.results as usize, Value::BITS);
             }
             Operator::LocalGet { local_index } => {
-                let local = locals.get(local_index as usize).ok_or(GaveUp)?;
+                let local = locals.get(*local_index as usize).ok_or(GaveUp)?;
                 let value = match local.kind {
                     Kind::NotNan => Value::NOT_NAN,
                     Kind::Arith => arith(local.ty),
                     Kind::Bits | Kind::Mixed => Value::BITS,
                 };
                 stack.push(Value {
-                    local: local_index,
+                    local: *local_index,
                     version: local.version,
                     ..value
                 });
             }
             Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
                 let value = pop(stack)?;
-                uses(&value, locals, &mut stable);
-                let local = locals.get_mut(local_index as usize).ok_or(GaveUp)?;
+                uses(&value, locals, stable);
+                let local = locals.get_mut(*local_index as usize).ok_or(GaveUp)?;
                 let joined = join(local.kind, value.kind);
                 if joined != local.kind {
                     if local.mattered || (joined == Kind::Mixed && local.raw_arith) {
-                        stable = false;
+                        *stable = false;
                     }
                     local.kind = joined;
                     local.version += 1;
@@ -522,12 +618,12 @@ fn simulate(
                 pop(stack)?; // the condition
                 let second = pop(stack)?;
                 let first = pop(stack)?;
-                uses(&first, locals, &mut stable);
-                uses(&second, locals, &mut stable);
+                uses(&first, locals, stable);
+                uses(&second, locals, stable);
                 match join(first.kind, second.kind) {
                     Kind::Mixed => {
-                        sink(first, locals, &mut stable, out);
-                        sink(second, locals, &mut stable, out);
+                        sink(first, locals, stable, out);
+                        sink(second, locals, stable, out);
                         stack.push(Value::BITS);
                     }
                     Kind::Arith => stack.push(arith(if first.kind == Kind::Arith {
@@ -605,7 +701,7 @@ fn simulate(
             // does, so results match it bit for bit.
             Operator::F32Abs | Operator::F32Neg | Operator::F64Abs | Operator::F64Neg => {
                 let value = pop(stack)?;
-                sink(value, locals, &mut stable, out);
+                sink(value, locals, stable, out);
                 stack.push(if value.kind == Kind::NotNan {
                     Value::NOT_NAN
                 } else {
@@ -615,8 +711,8 @@ fn simulate(
             Operator::F32Copysign | Operator::F64Copysign => {
                 let sign = pop(stack)?;
                 let value = pop(stack)?;
-                sink(sign, locals, &mut stable, out);
-                sink(value, locals, &mut stable, out);
+                sink(sign, locals, stable, out);
+                sink(value, locals, stable, out);
                 stack.push(if value.kind == Kind::NotNan {
                     Value::NOT_NAN
                 } else {
@@ -624,19 +720,19 @@ fn simulate(
                 });
             }
             _ => {
-                let (params, results) = match OpKind::of(&op).and_then(|k| k.info().arity) {
+                let (params, results) = match OpKind::of(op).and_then(|k| k.info().arity) {
                     Some((params, results)) => (u32::from(params), u32::from(results)),
                     None => op
                         .operator_arity(&Arity { resources, frames })
                         .ok_or(GaveUp)?,
                 };
-                if let Some(ty @ (FloatKind::F32 | FloatKind::F64)) = nan_producer(&op) {
+                if let Some(ty @ (FloatKind::F32 | FloatKind::F64)) = nan_producer(op) {
                     let from = stack.len().checked_sub(params as usize).ok_or(GaveUp)?;
                     stack.truncate(from);
                     stack.push(arith(ty));
-                    continue;
+                    return Ok(());
                 }
-                sink_n(stack, params, locals, &mut stable, out)?;
+                sink_n(stack, params, locals, stable, out)?;
                 stack.resize(stack.len() + results as usize, Value::BITS);
                 if matches!(
                     op,
@@ -650,14 +746,14 @@ fn simulate(
                         | Operator::ReturnCallIndirect { .. }
                         | Operator::ReturnCallRef { .. }
                 ) {
-                    reachable = false;
+                    *reachable = false;
                     let frame = frames.last().ok_or(GaveUp)?;
                     stack.truncate(frame.base);
                 }
             }
         }
+        Ok(())
     }
-    Ok(stable)
 }
 
 #[cfg(test)]
