@@ -134,6 +134,7 @@ impl Config {
         let mut options = Options::with_costs(self.costs.clone());
         options.stack_limit = Some(self.stack_limit);
         options.canonicalize_nans = true;
+        options.entry_points = true;
         options
     }
 

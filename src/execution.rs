@@ -9,6 +9,7 @@
 //! The function returns where its JSON result is, packed as `(ptr << 32) | len`; the host
 //! reads and parses it. `__alloc` and the call share one gas budget.
 
+use crate::entry::{EntryParams, EntryResults};
 use crate::error::{Error, ErrorKind, TrapCode};
 use crate::host::{HostFailure, HostOutOfGas};
 use crate::limits::MemoryLimitHit;
@@ -63,18 +64,21 @@ impl Execution {
 /// It belongs to the sandbox (and the instance) it was made from: after that sandbox is
 /// restored into a new instance, destroyed, or given another module, `call` refuses it with
 /// [`ErrorKind::Config`].
-pub struct TypedExport<Params, Results> {
+pub struct TypedExport<Params: EntryParams, Results: EntryResults> {
     func: wasmtime::TypedFunc<Params, Results>,
+    /// The export's entry point (ABI section 11), when the module has one: the budget goes
+    /// in and the gas left comes out with the results, so no global is touched.
+    entry: Option<wasmtime::TypedFunc<Params::WithBudget, Results::WithGas>>,
     store_token: u64,
 }
 
-impl<Params, Results> std::fmt::Debug for TypedExport<Params, Results> {
+impl<Params: EntryParams, Results: EntryResults> std::fmt::Debug for TypedExport<Params, Results> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TypedExport").finish_non_exhaustive()
     }
 }
 
-impl<Params: wasmtime::WasmParams, Results: wasmtime::WasmResults> TypedExport<Params, Results> {
+impl<Params: EntryParams, Results: EntryResults> TypedExport<Params, Results> {
     /// Calls the export under the sandbox's limits.
     ///
     /// # Errors
@@ -92,10 +96,18 @@ impl<Params: wasmtime::WasmParams, Results: wasmtime::WasmResults> TypedExport<P
             }));
         }
         let mut out = None;
-        let metrics = sandbox.run_with(|s| {
-            out = Some(self.func.call(&mut s.store, params)?);
-            Ok(())
-        })?;
+        let metrics = match &self.entry {
+            Some(entry) => sandbox.run_core(false, |s, budget| {
+                let (results, gas_left) =
+                    Results::split(entry.call(&mut s.store, params.with_budget(budget))?);
+                out = Some(results);
+                Ok(Some(gas_left))
+            })?,
+            None => sandbox.run_with(|s| {
+                out = Some(self.func.call(&mut s.store, params)?);
+                Ok(())
+            })?,
+        };
         match out {
             Some(results) => Ok((results, metrics)),
             None => Err(Error::engine("the call returned no results")),
@@ -237,7 +249,7 @@ impl Sandbox {
     /// # Errors
     /// [`ErrorKind::UnknownExport`], or [`ErrorKind::ArgumentMismatch`] when the export's
     /// signature is not `Params -> Results`.
-    pub fn typed<Params: wasmtime::WasmParams, Results: wasmtime::WasmResults>(
+    pub fn typed<Params: EntryParams, Results: EntryResults>(
         &mut self,
         export: &str,
     ) -> Result<TypedExport<Params, Results>, Error> {
@@ -250,8 +262,22 @@ impl Sandbox {
                 got: e.to_string(),
             })
         })?;
+        // The entry point, when the module was instrumented with them and the export is a
+        // function of the module's own (its entry point has the same type plus the counters).
+        let entry_name = format!(
+            "{}{export}",
+            ri_sandbox_instrument::abi::ENTRY_EXPORT_PREFIX
+        );
+        let entry = self
+            .instance()?
+            .get_func(&mut self.store, &entry_name)
+            .and_then(|f| {
+                f.typed::<Params::WithBudget, Results::WithGas>(&self.store)
+                    .ok()
+            });
         Ok(TypedExport {
             func: typed,
+            entry,
             store_token: self.store_token,
         })
     }
@@ -357,18 +383,32 @@ impl Sandbox {
         &mut self,
         body: impl FnOnce(&mut Sandbox) -> wasmtime::Result<()>,
     ) -> Result<CallMetrics, Error> {
+        self.run_core(true, |s, _| body(s).map(|()| None))
+    }
+
+    /// Runs `body` under the limits. With `set_counters` the budget and the stack limit are
+    /// written to the counter globals first; without, `body` passes the budget it is given
+    /// to an entry point, which does that itself. `body` returns the gas left when it knows
+    /// it (an entry point's last result); otherwise it is read from the global.
+    pub(crate) fn run_core(
+        &mut self,
+        set_counters: bool,
+        body: impl FnOnce(&mut Sandbox, i64) -> wasmtime::Result<Option<i64>>,
+    ) -> Result<CallMetrics, Error> {
         let (gas, stack) = match &self.loaded {
             Some(loaded) => (loaded.gas, loaded.stack),
             None => return Err(Error::engine("no module is loaded")),
         };
         let budget = self.config.gas_budget();
-        let stack_limit = i64::try_from(self.config.stack_limit).unwrap_or(i64::MAX);
-        gas.set(&mut self.store, Val::I64(budget))
-            .map_err(Error::engine)?;
-        if let Some(stack) = stack {
-            stack
-                .set(&mut self.store, Val::I64(stack_limit))
+        if set_counters {
+            let stack_limit = i64::try_from(self.config.stack_limit).unwrap_or(i64::MAX);
+            gas.set(&mut self.store, Val::I64(budget))
                 .map_err(Error::engine)?;
+            if let Some(stack) = stack {
+                stack
+                    .set(&mut self.store, Val::I64(stack_limit))
+                    .map_err(Error::engine)?;
+            }
         }
         let ticks = match self.config.max_execution_ms {
             // "No limit": far in the future, with room for wasmtime to add the current
@@ -389,11 +429,15 @@ impl Sandbox {
         }
         self.status = Status::Running;
         let started = self.config.measure_wall_time.then(Instant::now);
-        let result = body(self);
+        let result = body(self, budget);
         let wall_time = started.map(|s| s.elapsed()).unwrap_or_default();
         self.status = Status::Loaded;
 
-        let gas_left = gas.get(&mut self.store).i64().unwrap_or(0);
+        let gas_left = match result {
+            Ok(Some(gas_left)) => gas_left,
+            _ => gas.get(&mut self.store).i64().unwrap_or(0),
+        };
+        let result = result.map(|_| ());
         let state = self.store.data();
         let used = if gas_left < 0 {
             self.config.max_gas

@@ -23,6 +23,7 @@
 mod cache;
 mod config;
 pub mod determinism;
+pub mod entry;
 mod error;
 pub mod execution;
 mod host;

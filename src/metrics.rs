@@ -51,6 +51,7 @@ pub struct SandboxMetrics {
 }
 
 impl SandboxMetrics {
+    #[inline]
     pub(crate) fn record(&mut self, call: CallMetrics) {
         self.calls += 1;
         self.gas_used = self.gas_used.saturating_add(call.gas_used);

@@ -121,7 +121,7 @@
 //! |--------|---------|
 //! | 0..4   | ABI version, `u32` little-endian: 1 |
 //! | 4..36  | cost-model fingerprint ([`CostModel::fingerprint`](crate::CostModel::fingerprint)) |
-//! | 36..40 | option flags, `u32` little-endian: bit 0 = NaN canonicalization, bit 1 = state exports |
+//! | 36..40 | option flags, `u32` little-endian: bit 0 = NaN canonicalization, bit 1 = state exports, bit 2 = entry points |
 //! | 40..48 | stack limit, `u64` little-endian; 0 when there is none |
 //!
 //! The section states how a module was instrumented; it proves nothing, since anyone can
@@ -154,6 +154,20 @@
 //! the proposal named: GC (not metered), threads and relaxed SIMD (not deterministic), legacy
 //! exception handling, stack switching, and anything newer.
 
+//!
+//! # 11. Entry points
+//! When instrumented with entry points (an option, flag [`FLAG_ENTRY_POINTS`]; the ri-sandbox
+//! runtime always asks for them), the output also exports, after everything above and in the
+//! order of the module's exports, `ri_sandbox_call_{name}` for every function export `{name}`.
+//! Its type is the function's with an `i64` parameter put first and an `i64` result put last.
+//! It sets `ri_sandbox_gas_left` to that first parameter, sets `ri_sandbox_stack_left` to the
+//! stack limit (when there is one), calls the function with the other parameters, and returns
+//! the function's results followed by `ri_sandbox_gas_left`. A successful call therefore
+//! needs no global access by the host at all; after a trap the host reads the counters as in
+//! sections 2 and 4. The entry point itself is not metered. Its type has at least two
+//! results, which is why it is an option: a module without multi-value would otherwise need
+//! it (section 10).
+
 /// Version of this ABI, as written in the custom section.
 pub const ABI_VERSION: u32 = 1;
 
@@ -175,6 +189,10 @@ pub const FLAG_CANONICAL_NANS: u32 = 1;
 /// Custom-section flag: the module's state is exported (section 9).
 pub const FLAG_STATE_EXPORTS: u32 = 2;
 
+/// Custom-section flag: the output has entry points (section 11).
+pub const FLAG_ENTRY_POINTS: u32 = 4;
+/// Prefix of the entry point of an exported function: `ri_sandbox_call_{name}`.
+pub const ENTRY_EXPORT_PREFIX: &str = "ri_sandbox_call_";
 /// Prefix of the exports of defined memories: `ri_sandbox_memory_{index}`.
 pub const MEMORY_EXPORT_PREFIX: &str = "ri_sandbox_memory_";
 /// Prefix of the exports of defined tables: `ri_sandbox_table_{index}`.

@@ -71,6 +71,13 @@ pub struct Options {
     /// `funcref` can name, under `ri_sandbox_*` names (see the [ABI](abi), section 9), so a
     /// host can save and restore the whole state. Default: `true`.
     pub export_state: bool,
+    /// Export, for every exported function `f`, an entry point `ri_sandbox_call_f` that
+    /// takes the gas budget as an extra first parameter and returns the gas left as an extra
+    /// last result (see the [ABI](abi), section 11), so a host calls in with one call
+    /// instead of writing and reading the counters around it. Its type has two or more
+    /// results, which needs multi-value: off by default, so that the output uses no feature
+    /// the input does not (section 10); the ri-sandbox runtime turns it on.
+    pub entry_points: bool,
 }
 
 /// The default stack limit: 256 Ki stack units. A frame weighs 64 units plus 8 per parameter,
@@ -88,6 +95,7 @@ impl Default for Options {
             canonicalize_nans: true,
             eager_nan_canonicalization: false,
             export_state: true,
+            entry_points: false,
         }
     }
 }

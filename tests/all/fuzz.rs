@@ -63,6 +63,13 @@ pub fn instrument_smith_module(data: &[u8]) {
     Validator::new_with_features(ri_sandbox::instrument::supported_features())
         .validate_all(&out.module)
         .expect("instrumented output validates");
+    // With entry points (one per exported function, any signature) too.
+    let mut options = Options::default();
+    options.entry_points = true;
+    let out = instrument(&wasm, &options).expect("instruments with entry points");
+    Validator::new_with_features(ri_sandbox::instrument::supported_features())
+        .validate_all(&out.module)
+        .expect("output with entry points validates");
 }
 
 /// Arguments of zero for a signature of plain numbers.

@@ -4,6 +4,7 @@ mod cache;
 mod cli;
 mod common;
 mod engines;
+mod entry;
 mod fixtures;
 mod fuzz;
 mod gas;

@@ -700,3 +700,76 @@ fn host_memory_access_is_bounds_checked() {
         "{err}"
     );
 }
+
+/// Typed exports call through the module's entry points (ABI section 11), which set the
+/// counters themselves: results, gas and every kind of failure must be what `Sandbox::call`
+/// gives, and a failure must not leave the next call a wrong budget or stack level.
+#[test]
+fn typed_exports_through_entry_points_agree_with_calls_by_name() {
+    // Results and gas.
+    let mut by_name = loaded("fibonacci.wasm", Config::default());
+    let mut typed = loaded("fibonacci.wasm", Config::default());
+    let fib = typed.typed::<i32, i32>("fib").unwrap();
+    for n in [0, 1, 10, 20] {
+        let named = by_name.call("fib", &[Value::I32(n)]).unwrap();
+        let (value, metrics) = fib.call(&mut typed, n).unwrap();
+        assert_eq!(named.values(), &[Value::I32(value)]);
+        assert_eq!(named.metrics.gas_used, metrics.gas_used, "fib({n})");
+        assert!(metrics.gas_used > 0);
+    }
+    assert_eq!(by_name.metrics().gas_used, typed.metrics().gas_used);
+
+    // Out of gas, then a call that fits: the budget is the configured one again.
+    let config = Config::default().with_max_gas(5_000);
+    let mut small = loaded("fibonacci.wasm", config.clone());
+    let fib = small.typed::<i32, i32>("fib").unwrap();
+    let err = fib.call(&mut small, 25).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::GasExhausted { used: 5_000, .. }),
+        "{err}"
+    );
+    let (value, metrics) = fib.call(&mut small, 10).unwrap();
+    assert_eq!(value, 55);
+    let mut reference = loaded("fibonacci.wasm", config);
+    let named = reference.call("fib", &[Value::I32(10)]).unwrap();
+    assert_eq!(metrics.gas_used, named.metrics.gas_used);
+
+    // The stack limit, then a shallow call: the entry point puts the stack counter back.
+    let depth_wat = r#"(module
+        (func $depth (export "depth") (param i32) (result i32)
+          (if (result i32) (i32.eqz (local.get 0))
+            (then (i32.const 0))
+            (else (i32.add (i32.const 1)
+                           (call $depth (i32.sub (local.get 0) (i32.const 1))))))))"#;
+    let mut deep = Sandbox::new(runtime(), Config::default().with_max_gas(u64::MAX / 4)).unwrap();
+    deep.load(depth_wat.as_bytes()).unwrap();
+    let depth = deep.typed::<i32, i32>("depth").unwrap();
+    let err = depth.call(&mut deep, 1_000_000).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::StackLimit { .. }), "{err}");
+    let (value, metrics) = depth.call(&mut deep, 1_000).unwrap();
+    assert_eq!(value, 1_000);
+    let named = deep.call("depth", &[Value::I32(1_000)]).unwrap();
+    assert_eq!(named.metrics.gas_used, metrics.gas_used);
+
+    // Memory past the limit, then a call that fits.
+    let mut hog = loaded("memory-hog.wasm", Config::default());
+    let allocate = hog.typed::<i32, i32>("allocate").unwrap();
+    let err = allocate.call(&mut hog, 64 << 20).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::MemoryExceeded { .. }),
+        "{err}"
+    );
+    assert!(allocate.call(&mut hog, 1024).is_ok());
+
+    // Gas a host function charges is counted the same way.
+    let calls = Arc::new(AtomicU64::new(0));
+    let config = Config::default().with_host_function(host_add(calls.clone()));
+    let mut host = loaded("host-caller.wasm", config.clone());
+    let compute = host.typed::<i32, i32>("compute").unwrap();
+    let (value, metrics) = compute.call(&mut host, 5).unwrap();
+    let mut reference = loaded("host-caller.wasm", config);
+    let named = reference.call("compute", &[Value::I32(5)]).unwrap();
+    assert_eq!(named.values(), &[Value::I32(value)]);
+    assert_eq!(named.metrics.gas_used, metrics.gas_used);
+    assert_eq!(named.metrics.host_calls, metrics.host_calls);
+}

@@ -8,6 +8,7 @@
 pub(crate) mod body;
 mod bulk;
 mod code;
+mod entry;
 mod gas;
 mod nan;
 mod stack;
@@ -25,6 +26,8 @@ use wasmparser::{
 };
 
 const CUSTOM: u8 = 0;
+const TYPE: u8 = 1;
+const FUNCTION: u8 = 3;
 const GLOBAL: u8 = 6;
 const EXPORT: u8 = 7;
 const START: u8 = 8;
@@ -61,6 +64,10 @@ struct Survey {
     /// Functions a `funcref` value can name: those in element segments, global initialisers
     /// and exports (the module's declared references).
     referenced_functions: std::collections::BTreeSet<u32>,
+    /// Types, function types and exported functions, for entry points.
+    functions: entry::Functions,
+    /// How many functions the module defines.
+    defined_functions: u32,
 }
 
 /// A first, cheap pass over section headers: the global count (the gas global's index) and
@@ -83,6 +90,7 @@ fn survey(wasm: &[u8]) -> Result<Survey, Error> {
                 for imports in reader {
                     for import in imports.map_err(invalid)? {
                         let (_, import) = import.map_err(invalid)?;
+                        survey.functions.add_import(&import.ty);
                         match import.ty {
                             wasmparser::TypeRef::Global(_) => survey.imported_globals += 1,
                             wasmparser::TypeRef::Memory(_) => survey.imported_memories += 1,
@@ -102,6 +110,13 @@ fn survey(wasm: &[u8]) -> Result<Survey, Error> {
                             .push(survey.imported_globals + i as u32);
                     }
                     refs_in(&global.init_expr, &mut survey.referenced_functions)?;
+                }
+            }
+            Payload::TypeSection(reader) => survey.functions.add_types(reader)?,
+            Payload::FunctionSection(reader) => {
+                survey.defined_functions = reader.count();
+                for ty in reader {
+                    survey.functions.function_types.push(ty.map_err(invalid)?);
                 }
             }
             Payload::MemorySection(reader) => survey.defined_memories = reader.count(),
@@ -131,6 +146,10 @@ fn survey(wasm: &[u8]) -> Result<Survey, Error> {
                     }
                     if export.kind == wasmparser::ExternalKind::Func {
                         survey.referenced_functions.insert(export.index);
+                        survey
+                            .functions
+                            .exported
+                            .push((export.name.to_string(), export.index));
                     }
                 }
             }
@@ -178,7 +197,7 @@ impl Writer {
 }
 
 /// The entries of a vector section (everything after its count), with the count.
-fn entries(wasm: &[u8], range: std::ops::Range<usize>) -> Result<(u32, &[u8]), Error> {
+fn entries_of(wasm: &[u8], range: std::ops::Range<usize>) -> Result<(u32, &[u8]), Error> {
     let mut reader = BinaryReader::new(&wasm[range.clone()], range.start);
     let count = reader.read_var_u32().map_err(invalid)?;
     let start = reader.original_position();
@@ -262,6 +281,20 @@ pub(crate) fn rewrite_module(
         }
     }
 
+    // Entry points need a code section to go into.
+    let entries = if options.entry_points && survey.defined_functions > 0 {
+        let stack = stack_global.map(|g| {
+            let limit = options.stack_limit.unwrap_or(0);
+            (g, i64::try_from(limit).unwrap_or(i64::MAX))
+        });
+        let entries = entry::plan(&survey.functions, gas_global, stack)?;
+        new_exports.extend_from_slice(&entries.exports);
+        new_export_count += entries.exports_count;
+        Some(entries)
+    } else {
+        None
+    };
+
     let mut validator = Validator::new_with_features(features);
     let mut writer = Writer {
         out: Vec::with_capacity(wasm.len() + wasm.len() / 4 + 64),
@@ -313,9 +346,13 @@ pub(crate) fn rewrite_module(
                 writer
                     .out
                     .extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x00]);
-                count.encode(&mut writer.out);
+                let added = entries.as_ref().map_or(0, |e| e.count);
+                (count + added).encode(&mut writer.out);
                 code_remaining = *count;
                 if code_remaining == 0 {
+                    if let Some(entries) = &entries {
+                        writer.out.extend_from_slice(&entries.bodies);
+                    }
                     patch_size(&mut writer.out, code_size_at);
                 }
             }
@@ -347,6 +384,9 @@ pub(crate) fn rewrite_module(
                 )?;
                 code_remaining -= 1;
                 if code_remaining == 0 {
+                    if let Some(entries) = &entries {
+                        writer.out.extend_from_slice(&entries.bodies);
+                    }
                     patch_size(&mut writer.out, code_size_at);
                 }
             }
@@ -358,7 +398,7 @@ pub(crate) fn rewrite_module(
                 };
                 match id {
                     GLOBAL => {
-                        let (count, old) = entries(wasm, range)?;
+                        let (count, old) = entries_of(wasm, range)?;
                         let mut contents = Vec::with_capacity(old.len() + 16);
                         (count + new_global_count).encode(&mut contents);
                         contents.extend_from_slice(old);
@@ -367,13 +407,26 @@ pub(crate) fn rewrite_module(
                         globals_written = true;
                     }
                     EXPORT => {
-                        let (count, old) = entries(wasm, range)?;
+                        let (count, old) = entries_of(wasm, range)?;
                         let mut contents = Vec::with_capacity(old.len() + new_exports.len() + 5);
                         (count + new_export_count).encode(&mut contents);
                         contents.extend_from_slice(old);
                         contents.extend_from_slice(&new_exports);
                         writer.section(EXPORT, &contents);
                         exports_written = true;
+                    }
+                    TYPE | FUNCTION if entries.is_some() => {
+                        let (added, new) = match (&entries, id) {
+                            (Some(e), TYPE) => (e.type_count, &e.types),
+                            (Some(e), _) => (e.count, &e.functions),
+                            (None, _) => (0, &Vec::new()),
+                        };
+                        let (count, old) = entries_of(wasm, range)?;
+                        let mut contents = Vec::with_capacity(old.len() + new.len() + 5);
+                        (count + added).encode(&mut contents);
+                        contents.extend_from_slice(old);
+                        contents.extend_from_slice(new);
+                        writer.section(id, &contents);
                     }
                     START => {}
                     CUSTOM if matches!(other, Payload::CustomSection(c) if c.name() == "name") => {
@@ -399,6 +452,10 @@ pub(crate) fn rewrite_module(
             0
         } | if options.export_state {
             abi::FLAG_STATE_EXPORTS
+        } else {
+            0
+        } | if entries.is_some() {
+            abi::FLAG_ENTRY_POINTS
         } else {
             0
         },
