@@ -135,13 +135,16 @@ impl Sandbox {
     /// [`ErrorKind::HostFunction`]. After any of them the sandbox is loaded again and usable.
     pub fn call(&mut self, export: &str, args: &[Value]) -> Result<Execution, Error> {
         self.expect_status(Status::Loaded, "call")?;
-        let (func, ty) = self.cached_export(export)?;
-        let params: Vec<Val> = args.iter().map(|a| a.to_wasmtime()).collect();
-        let matches = ty.params().len() == params.len()
-            && ty
-                .params()
-                .zip(&params)
-                .all(|(t, v)| v.matches_ty(&self.store, &t).unwrap_or(false));
+        let (func, ty, entry) = self.cached_export(export)?;
+        // With an entry point the budget goes first (set below); the gas left comes last.
+        let skip = usize::from(entry.is_some());
+        let mut params: Vec<Val> = Vec::with_capacity(args.len() + skip);
+        if entry.is_some() {
+            params.push(Val::I64(0));
+        }
+        params.extend(args.iter().map(|a| a.to_wasmtime()));
+        let matches = ty.params().len() == args.len()
+            && ty.params().zip(args).all(|(t, v)| v.has_type(&t));
         if !matches {
             return Err(Error::new(ErrorKind::ArgumentMismatch {
                 name: export.to_string(),
@@ -165,7 +168,17 @@ impl Sandbox {
             .results()
             .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
             .collect();
-        let metrics = self.run(func, &params, &mut results)?;
+        let metrics = match entry {
+            Some(entry) => {
+                results.push(Val::I64(0));
+                self.run_core(false, |s, budget| {
+                    params[0] = Val::I64(budget);
+                    entry.call(&mut s.store, &params, &mut results)?;
+                    Ok(results.pop().and_then(|gas| gas.i64()))
+                })?
+            }
+            None => self.run(func, &params, &mut results)?,
+        };
         let values = results
             .iter()
             .map(|v| {
@@ -300,16 +313,27 @@ impl Sandbox {
     }
 
     /// A function export and its type, from the per-instance cache or looked up once.
-    fn cached_export(&mut self, export: &str) -> Result<(Func, wasmtime::FuncType), Error> {
+    /// A function export, its type and its entry point (ABI section 11) when the module has
+    /// one, from the per-instance cache or looked up once.
+    fn cached_export(
+        &mut self,
+        export: &str,
+    ) -> Result<(Func, wasmtime::FuncType, Option<Func>), Error> {
         if let Some(hit) = self.loaded.as_ref().and_then(|l| l.exports.get(export)) {
             return Ok(hit.clone());
         }
         let func = self.export_func(export)?;
         let ty = func.ty(&self.store);
+        let entry_name = format!("{}{export}", ri_sandbox_instrument::abi::ENTRY_EXPORT_PREFIX);
+        let entry = self
+            .instance()?
+            .get_func(&mut self.store, &entry_name);
         if let Some(loaded) = self.loaded.as_mut() {
-            loaded.exports.insert(export.into(), (func, ty.clone()));
+            loaded
+                .exports
+                .insert(export.into(), (func, ty.clone(), entry));
         }
-        Ok((func, ty))
+        Ok((func, ty, entry))
     }
 
     fn export_func(&mut self, export: &str) -> Result<Func, Error> {

@@ -74,7 +74,10 @@ pub(crate) struct Loaded {
     pub stack: Option<Global>,
     pub module: CompiledModule,
     /// Function exports looked up so far, with their types: calls by name look here first.
-    pub exports: std::collections::HashMap<Box<str>, (wasmtime::Func, wasmtime::FuncType)>,
+    pub exports: std::collections::HashMap<
+        Box<str>,
+        (wasmtime::Func, wasmtime::FuncType, Option<wasmtime::Func>),
+    >,
 }
 
 /// What a suspended sandbox keeps to come back: its state, its module and its metrics.

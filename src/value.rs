@@ -17,6 +17,19 @@ pub enum Value {
 }
 
 impl Value {
+    /// Whether the value can be passed where `ty` is expected.
+    pub(crate) fn has_type(&self, ty: &wasmtime::ValType) -> bool {
+        use wasmtime::ValType as T;
+        matches!(
+            (self, ty),
+            (Value::I32(_), T::I32)
+                | (Value::I64(_), T::I64)
+                | (Value::F32(_), T::F32)
+                | (Value::F64(_), T::F64)
+                | (Value::V128(_), T::V128)
+        )
+    }
+
     pub(crate) fn to_wasmtime(self) -> wasmtime::Val {
         match self {
             Value::I32(v) => wasmtime::Val::I32(v),
