@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, TrapCode};
 use crate::host::{HostFailure, HostOutOfGas};
 use crate::limits::MemoryLimitHit;
 use crate::metrics::CallMetrics;
-use crate::sandbox::{Sandbox, Status};
+use crate::sandbox::{CachedExport, Sandbox, Status};
 use crate::value::Value;
 use std::time::{Duration, Instant};
 use wasmtime::{Func, Val};
@@ -135,22 +135,18 @@ impl Sandbox {
     /// [`ErrorKind::HostFunction`]. After any of them the sandbox is loaded again and usable.
     pub fn call(&mut self, export: &str, args: &[Value]) -> Result<Execution, Error> {
         self.expect_status(Status::Loaded, "call")?;
-        let (func, ty, entry) = self.cached_export(export)?;
-        // With an entry point the budget goes first (set below); the gas left comes last.
-        let skip = usize::from(entry.is_some());
-        let mut params: Vec<Val> = Vec::with_capacity(args.len() + skip);
-        if entry.is_some() {
-            params.push(Val::I64(0));
-        }
-        params.extend(args.iter().map(|a| a.to_wasmtime()));
-        let matches = ty.params().len() == args.len()
-            && ty.params().zip(args).all(|(t, v)| v.has_type(&t));
+        let cached = self.cached_export(export)?;
+        let (func, entry) = (cached.func, cached.entry);
+        let matches = cached.params.len() == args.len()
+            && cached.params.iter().zip(args).all(|(t, v)| v.has_type(t));
         if !matches {
             return Err(Error::new(ErrorKind::ArgumentMismatch {
                 name: export.to_string(),
                 expected: format!(
                     "({})",
-                    ty.params()
+                    cached
+                        .params
+                        .iter()
                         .map(|t| t.to_string())
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -164,10 +160,19 @@ impl Sandbox {
                 ),
             }));
         }
-        let mut results: Vec<Val> = ty
-            .results()
-            .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
-            .collect();
+        let mut results: Vec<Val> = Vec::with_capacity(cached.results.len() + 1);
+        results.extend(
+            cached
+                .results
+                .iter()
+                .map(|t| Val::default_for_ty(t).unwrap_or(Val::I32(0))),
+        );
+        // With an entry point the budget goes first (set below); the gas left comes last.
+        let mut params: Vec<Val> = Vec::with_capacity(args.len() + 1);
+        if entry.is_some() {
+            params.push(Val::I64(0));
+        }
+        params.extend(args.iter().map(|a| a.to_wasmtime()));
         let metrics = match entry {
             Some(entry) => {
                 results.push(Val::I64(0));
@@ -315,25 +320,31 @@ impl Sandbox {
     /// A function export and its type, from the per-instance cache or looked up once.
     /// A function export, its type and its entry point (ABI section 11) when the module has
     /// one, from the per-instance cache or looked up once.
-    fn cached_export(
-        &mut self,
-        export: &str,
-    ) -> Result<(Func, wasmtime::FuncType, Option<Func>), Error> {
-        if let Some(hit) = self.loaded.as_ref().and_then(|l| l.exports.get(export)) {
-            return Ok(hit.clone());
+    fn cached_export(&mut self, export: &str) -> Result<&CachedExport, Error> {
+        let cached = self
+            .loaded
+            .as_ref()
+            .is_some_and(|l| l.exports.contains_key(export));
+        if !cached {
+            let func = self.export_func(export)?;
+            let ty = func.ty(&self.store);
+            let entry_name =
+                format!("{}{export}", ri_sandbox_instrument::abi::ENTRY_EXPORT_PREFIX);
+            let entry = self.instance()?.get_func(&mut self.store, &entry_name);
+            let value = CachedExport {
+                func,
+                params: ty.params().collect(),
+                results: ty.results().collect(),
+                entry,
+            };
+            if let Some(loaded) = self.loaded.as_mut() {
+                loaded.exports.insert(export.into(), value);
+            }
         }
-        let func = self.export_func(export)?;
-        let ty = func.ty(&self.store);
-        let entry_name = format!("{}{export}", ri_sandbox_instrument::abi::ENTRY_EXPORT_PREFIX);
-        let entry = self
-            .instance()?
-            .get_func(&mut self.store, &entry_name);
-        if let Some(loaded) = self.loaded.as_mut() {
-            loaded
-                .exports
-                .insert(export.into(), (func, ty.clone(), entry));
-        }
-        Ok((func, ty, entry))
+        self.loaded
+            .as_ref()
+            .and_then(|l| l.exports.get(export))
+            .ok_or_else(|| Error::engine("no module is loaded"))
     }
 
     fn export_func(&mut self, export: &str) -> Result<Func, Error> {

@@ -68,16 +68,22 @@ pub(crate) struct StoreState {
 }
 
 /// The loaded module's instance and the ABI's counters.
+/// A function export looked up once per instance: the function, its signature, and its entry
+/// point (ABI section 11) when the module has one.
+pub(crate) struct CachedExport {
+    pub func: wasmtime::Func,
+    pub params: Box<[wasmtime::ValType]>,
+    pub results: Box<[wasmtime::ValType]>,
+    pub entry: Option<wasmtime::Func>,
+}
+
 pub(crate) struct Loaded {
     pub instance: Instance,
     pub gas: Global,
     pub stack: Option<Global>,
     pub module: CompiledModule,
     /// Function exports looked up so far, with their types: calls by name look here first.
-    pub exports: std::collections::HashMap<
-        Box<str>,
-        (wasmtime::Func, wasmtime::FuncType, Option<wasmtime::Func>),
-    >,
+    pub exports: std::collections::HashMap<Box<str>, CachedExport>,
 }
 
 /// What a suspended sandbox keeps to come back: its state, its module and its metrics.
