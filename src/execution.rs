@@ -328,8 +328,10 @@ impl Sandbox {
         if !cached {
             let func = self.export_func(export)?;
             let ty = func.ty(&self.store);
-            let entry_name =
-                format!("{}{export}", ri_sandbox_instrument::abi::ENTRY_EXPORT_PREFIX);
+            let entry_name = format!(
+                "{}{export}",
+                ri_sandbox_instrument::abi::ENTRY_EXPORT_PREFIX
+            );
             let entry = self.instance()?.get_func(&mut self.store, &entry_name);
             let value = CachedExport {
                 func,

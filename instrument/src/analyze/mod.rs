@@ -516,37 +516,37 @@ impl Analysis<'_> {
 
     /// Asks for a stack recharge where the label of the frame `depth` levels out lands.
     fn recharge_at_label(&mut self, depth: u32) {
-        if !self.plan.stack_limit || !self.reachable() {
-            return;
-        }
-        let index = self.frames.len() - 1 - depth as usize;
-        let frame = &mut self.frames[index];
-        if index == 0 || frame.recharge {
-            return;
-        }
-        frame.recharge = true;
-        // A loop's label is its start: recharge there, once.
-        if frame.kind == FrameKind::Loop {
-            let start = frame.start;
-            self.insert(start, Insert::StackRecharge);
+        if self.plan.stack_limit {
+            self.at_label(depth, Insert::StackRecharge);
         }
     }
 
     /// Asks for a gas reload where the label of the frame `depth` levels out lands (a catch:
     /// the frames the exception unwound charged the counter).
     fn reload_at_label(&mut self, depth: u32) {
+        self.at_label(depth, Insert::GasReload);
+    }
+
+    /// Asks for `insert` (a stack recharge or a gas reload) where the label of the frame
+    /// `depth` levels out lands: once per frame, at a loop's start right away, after any
+    /// other frame's `end` when it is reached.
+    fn at_label(&mut self, depth: u32, insert: Insert) {
         if !self.reachable() {
             return;
         }
         let index = self.frames.len() - 1 - depth as usize;
         let frame = &mut self.frames[index];
-        if index == 0 || frame.reload {
+        let asked = match insert {
+            Insert::GasReload => &mut frame.reload,
+            _ => &mut frame.recharge,
+        };
+        if index == 0 || *asked {
             return;
         }
-        frame.reload = true;
+        *asked = true;
         if frame.kind == FrameKind::Loop {
             let start = frame.start;
-            self.insert(start, Insert::GasReload);
+            self.insert(start, insert);
         }
     }
 

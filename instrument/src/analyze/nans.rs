@@ -281,9 +281,7 @@ impl NanScratch {
                 local.kind = join(local.kind, kind.unwrap_or(Kind::Bits));
             }
         }
-        self.stack.clear();
-        self.frames.clear();
-        self.points.clear();
+        self.restart();
         for depth in (0..validator.control_stack_height() as usize).rev() {
             let frame = validator.get_control_frame(depth).ok_or(GaveUp)?;
             let (params, results) = Arity {
@@ -312,10 +310,22 @@ impl NanScratch {
             ty,
             ..Value::BITS
         });
+        Ok(())
+    }
+
+    /// An empty run: no frames, no values, no points, every local unused.
+    fn restart(&mut self) {
+        self.stack.clear();
+        self.frames.clear();
+        self.points.clear();
+        for local in self.locals.iter_mut() {
+            local.version = 0;
+            local.mattered = false;
+            local.raw_arith = false;
+        }
         self.reachable = true;
         self.stable = true;
         self.done = false;
-        Ok(())
     }
 
     /// After the main pass fed the rest of the function to [`NanScratch::step`]: its points
@@ -384,14 +394,7 @@ fn simulate(
 impl NanScratch {
     /// Starts a run: the function's frame on an empty stack, every local unused.
     fn begin(&mut self, resources: &ValidatorResources, type_index: u32) -> Result<(), GaveUp> {
-        self.stack.clear();
-        self.frames.clear();
-        self.points.clear();
-        for local in self.locals.iter_mut() {
-            local.version = 0;
-            local.mattered = false;
-            local.raw_arith = false;
-        }
+        self.restart();
         let function_type = BlockType::FuncType(type_index);
         let (_, results) = Arity {
             resources,
@@ -407,9 +410,6 @@ impl NanScratch {
             results,
             reachable_at_start: true,
         });
-        self.reachable = true;
-        self.stable = true;
-        self.done = false;
         Ok(())
     }
 
