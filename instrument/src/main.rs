@@ -1,8 +1,10 @@
 //! The `instrument` command: meter a module ahead of time.
 //!
 //! ```text
-//! instrument IN.wasm -o OUT.wasm [--costs COSTS.toml|COSTS.json]
+//! instrument IN.wasm -o OUT.wasm [--costs COSTS.toml|COSTS.json] [--entry-points]
 //! ```
+//!
+//! `--entry-points` adds the ABI's entry points (section 11), which need multi-value.
 //!
 //! Prints a one-line summary. On any error it prints one line to stderr, exits with status 1
 //! and leaves no output file behind. This file does I/O only; the work is in the library.
@@ -12,18 +14,21 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-const USAGE: &str = "usage: instrument IN.wasm|IN.wat -o OUT.wasm [--costs FILE.toml|FILE.json]";
+const USAGE: &str =
+    "usage: instrument IN.wasm|IN.wat -o OUT.wasm [--costs FILE.toml|FILE.json] [--entry-points]";
 
 struct Args {
     input: PathBuf,
     output: PathBuf,
     costs: Option<PathBuf>,
+    entry_points: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut input = None;
     let mut output = None;
     let mut costs = None;
+    let mut entry_points = false;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         match arg.to_str() {
@@ -35,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
                     args.next().ok_or("--costs needs a file name")?,
                 ))
             }
+            Some("--entry-points") => entry_points = true,
             Some("-h") | Some("--help") => return Err(USAGE.to_string()),
             Some(flag) if flag.starts_with('-') && flag.len() > 1 => {
                 return Err(format!("unknown option `{flag}`\n{USAGE}"))
@@ -47,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         input: input.ok_or(USAGE)?,
         output: output.ok_or(format!("no output file (-o)\n{USAGE}"))?,
         costs,
+        entry_points,
     })
 }
 
@@ -77,10 +84,11 @@ fn one_line(message: &str) -> String {
 
 fn run() -> Result<String, String> {
     let args = parse_args()?;
-    let options = match &args.costs {
+    let mut options = match &args.costs {
         Some(path) => Options::with_costs(read_costs(path)?),
         None => Options::default(),
     };
+    options.entry_points = args.entry_points;
     let bytes = std::fs::read(&args.input)
         .map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
     let is_text = !bytes.starts_with(b"\0asm") && std::str::from_utf8(&bytes).is_ok();

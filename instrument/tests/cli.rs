@@ -407,3 +407,36 @@ fn missing_input_and_unwritable_output_fail_cleanly() {
     );
     assert!(err.contains("cannot write"), "{err}");
 }
+
+#[test]
+fn entry_points_are_added_on_request() {
+    let dir = TempDir::new("entry");
+    let plain = dir.join("plain.wasm");
+    let with_entries = dir.join("entries.wasm");
+    instrument_ok(&fixture("add.wasm"), &plain, &[]);
+    instrument_ok(
+        &fixture("add.wasm"),
+        &with_entries,
+        &[Path::new("--entry-points")],
+    );
+    let exports = |path: &Path| -> Vec<String> {
+        let wasm = std::fs::read(path).unwrap();
+        validate(&wasm);
+        let mut names = Vec::new();
+        for payload in wasmparser::Parser::new(0).parse_all(&wasm) {
+            if let wasmparser::Payload::ExportSection(reader) = payload.unwrap() {
+                for export in reader {
+                    names.push(export.unwrap().name.to_string());
+                }
+            }
+        }
+        names
+    };
+    let entry = format!("{}add", abi::ENTRY_EXPORT_PREFIX);
+    assert!(!exports(&plain).contains(&entry));
+    assert!(exports(&with_entries).contains(&entry));
+    let flags = AbiInfo::read(&std::fs::read(&with_entries).unwrap())
+        .unwrap()
+        .flags;
+    assert_ne!(flags & abi::FLAG_ENTRY_POINTS, 0);
+}
