@@ -289,6 +289,9 @@ fn file_read(c: &mut Ctx<'_>, fd: i32, iovs: u32, count: u32, out: u32, at: Opti
 /// `fd_pread` and `fd_pwrite`: `file_op` (`file_read` or `file_write`) at `offset`, on a file
 /// only (a standard stream cannot seek).
 #[allow(clippy::too_many_arguments)]
+/// `file_read` or `file_write`: a gathered read or write at the file position or at an offset.
+type FileOp = fn(&mut Ctx<'_>, i32, u32, u32, u32, Option<u64>) -> Errno;
+
 fn positional(
     c: &mut Ctx<'_>,
     fd: i32,
@@ -296,7 +299,7 @@ fn positional(
     count: u32,
     offset: i64,
     out: u32,
-    file_op: fn(&mut Ctx<'_>, i32, u32, u32, u32, Option<u64>) -> Errno,
+    file_op: FileOp,
 ) -> Errno {
     enter(c, u64::from(count) * IOVEC_SIZE)?;
     if stdio(c, fd)?.is_some() {
@@ -631,36 +634,15 @@ pub(super) fn define(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     linker.func_wrap(m, "fd_tell", |mut c: Ctx<'_>, fd: i32, out: i32| {
         fd_seek(&mut c, fd, 0, 1, out as u32)
     })?;
-    linker.func_wrap(
-        m,
-        "fd_pread",
-        |mut c: Ctx<'_>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
-            positional(
-                &mut c,
-                fd,
-                iovs as u32,
-                n as u32,
-                off,
-                out as u32,
-                file_read,
-            )
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "fd_pwrite",
-        |mut c: Ctx<'_>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
-            positional(
-                &mut c,
-                fd,
-                iovs as u32,
-                n as u32,
-                off,
-                out as u32,
-                file_write,
-            )
-        },
-    )?;
+    for (name, file_op) in [("fd_pread", file_read as FileOp), ("fd_pwrite", file_write)] {
+        linker.func_wrap(
+            m,
+            name,
+            move |mut c: Ctx<'_>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
+                positional(&mut c, fd, iovs as u32, n as u32, off, out as u32, file_op)
+            },
+        )?;
+    }
     linker.func_wrap(
         m,
         "fd_readdir",

@@ -104,6 +104,10 @@ impl Value {
 
 #[derive(Clone, Copy, Debug)]
 struct Local {
+    /// Whether the local is an `f32` or `f64`: no other local can hold an `Arith` value, so
+    /// only these are followed (an integer index read before a later assignment would
+    /// otherwise force another run for nothing).
+    float: bool,
     kind: Kind,
     ty: FloatKind,
     /// Bumped whenever the kind changes during a run.
@@ -180,6 +184,17 @@ impl ModuleArity for Arity<'_> {
     }
 }
 
+/// The type of the block a `block`, `loop`, `if` or `try_table` opens.
+fn opened_block(op: &Operator<'_>) -> Option<BlockType> {
+    match op {
+        Operator::Block { blockty } | Operator::Loop { blockty } | Operator::If { blockty } => {
+            Some(*blockty)
+        }
+        Operator::TryTable { try_table } => Some(try_table.ty),
+        _ => None,
+    }
+}
+
 fn func_type(ty: &SubType) -> Option<&FuncType> {
     match &ty.composite_type.inner {
         CompositeInnerType::Func(f) => Some(f),
@@ -187,10 +202,10 @@ fn func_type(ty: &SubType) -> Option<&FuncType> {
     }
 }
 
-/// The kind of the value `op` leaves on top of the stack, when `op` alone decides it: what a
-/// `local.set` right after it assigns. The main pass collects these *hints* so that the
-/// fixpoint starts from kinds it would otherwise discover only in a second run (a loop reads
-/// its accumulator before the assignment that makes it `Arith`).
+/// The kind of the value `op` leaves on top of the stack, when `op` alone decides it. The main
+/// pass records it for the `local.set` right after `op`, so that the analysis, when it starts
+/// mid-function, knows what earlier assignments stored; [`NanScratch::step`] uses it for the
+/// non-NaN results of constants and conversions.
 pub(crate) fn hint(op: &Operator<'_>) -> Option<Kind> {
     use Operator as O;
     match op {
@@ -239,7 +254,9 @@ impl NanScratch {
             .len() as u32;
         self.locals.clear();
         for index in 0..validator.len_locals() {
-            let ty = match validator.get_local_type(index) {
+            let local_type = validator.get_local_type(index);
+            let float = matches!(local_type, Some(ValType::F32 | ValType::F64));
+            let ty = match local_type {
                 Some(ValType::F64) => FloatKind::F64,
                 _ => FloatKind::F32,
             };
@@ -250,6 +267,7 @@ impl NanScratch {
                 Kind::NotNan
             };
             self.locals.push(Local {
+                float,
                 kind,
                 ty,
                 version: 0,
@@ -469,18 +487,11 @@ impl NanScratch {
         if !*reachable {
             // Only the nesting matters until the frame that became unreachable ends.
             match op {
-                Operator::Block { blockty }
-                | Operator::Loop { blockty }
-                | Operator::If { blockty } => frames.push(Frame {
-                    block_type: *blockty,
-                    kind: FrameKind::Block,
-                    base: stack.len(),
-                    params: 0,
-                    results: 0,
-                    reachable_at_start: false,
-                }),
-                Operator::TryTable { try_table } => frames.push(Frame {
-                    block_type: try_table.ty,
+                Operator::Block { .. }
+                | Operator::Loop { .. }
+                | Operator::If { .. }
+                | Operator::TryTable { .. } => frames.push(Frame {
+                    block_type: opened_block(op).ok_or(GaveUp)?,
                     kind: FrameKind::Block,
                     base: stack.len(),
                     params: 0,
@@ -515,12 +526,11 @@ impl NanScratch {
             ..Value::BITS
         };
         match op {
-            Operator::Block { blockty }
-            | Operator::Loop { blockty }
-            | Operator::If { blockty }
-            | Operator::TryTable {
-                try_table: wasmparser::TryTable { ty: blockty, .. },
-            } => {
+            Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::TryTable { .. } => {
+                let blockty = opened_block(op).ok_or(GaveUp)?;
                 let kind = match op {
                     Operator::Loop { .. } => FrameKind::Loop,
                     Operator::If { .. } => FrameKind::If,
@@ -531,14 +541,14 @@ impl NanScratch {
                     pop(stack)?;
                 }
                 let (params, results) = Arity { resources, frames }
-                    .block_type_arity(*blockty)
+                    .block_type_arity(blockty)
                     .ok_or(GaveUp)?;
                 // Parameters cross into the block: a sink, so inside they are plain bits.
                 sink_n(stack, params, locals, stable, out)?;
                 let base = stack.len();
                 stack.resize(base + params as usize, Value::BITS);
                 frames.push(Frame {
-                    block_type: *blockty,
+                    block_type: blockty,
                     kind,
                     base,
                     params,
@@ -565,6 +575,10 @@ impl NanScratch {
             }
             Operator::LocalGet { local_index } => {
                 let local = locals.get(*local_index as usize).ok_or(GaveUp)?;
+                if !local.float {
+                    stack.push(Value::BITS);
+                    return Ok(());
+                }
                 let value = match local.kind {
                     Kind::NotNan => Value::NOT_NAN,
                     Kind::Arith => arith(local.ty),
@@ -578,6 +592,12 @@ impl NanScratch {
             }
             Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
                 let value = pop(stack)?;
+                if !locals.get(*local_index as usize).ok_or(GaveUp)?.float {
+                    if let Operator::LocalTee { .. } = op {
+                        stack.push(Value::BITS);
+                    }
+                    return Ok(());
+                }
                 uses(&value, locals, stable);
                 let local = locals.get_mut(*local_index as usize).ok_or(GaveUp)?;
                 let joined = join(local.kind, value.kind);
@@ -640,28 +660,8 @@ impl NanScratch {
             Operator::Drop => {
                 pop(stack)?;
             }
-            Operator::F32Const { value } => stack.push(if f32::from_bits(value.bits()).is_nan() {
-                Value::BITS
-            } else {
-                Value::NOT_NAN
-            }),
-            Operator::F64Const { value } => stack.push(if f64::from_bits(value.bits()).is_nan() {
-                Value::BITS
-            } else {
-                Value::NOT_NAN
-            }),
-            Operator::F32ConvertI32S
-            | Operator::F32ConvertI32U
-            | Operator::F32ConvertI64S
-            | Operator::F32ConvertI64U
-            | Operator::F64ConvertI32S
-            | Operator::F64ConvertI32U
-            | Operator::F64ConvertI64S
-            | Operator::F64ConvertI64U => {
-                pop(stack)?;
-                stack.push(Value::NOT_NAN);
-            }
-            // Results that do not depend on which NaN an operand is.
+            // Results that do not depend on which NaN an operand is: comparisons and
+            // truncations (which trap, or saturate, the same for every NaN).
             Operator::F32Eq
             | Operator::F32Ne
             | Operator::F32Lt
@@ -673,12 +673,8 @@ impl NanScratch {
             | Operator::F64Lt
             | Operator::F64Gt
             | Operator::F64Le
-            | Operator::F64Ge => {
-                pop(stack)?;
-                pop(stack)?;
-                stack.push(Value::BITS);
-            }
-            Operator::I32TruncF32S
+            | Operator::F64Ge
+            | Operator::I32TruncF32S
             | Operator::I32TruncF32U
             | Operator::I32TruncF64S
             | Operator::I32TruncF64U
@@ -694,7 +690,9 @@ impl NanScratch {
             | Operator::I64TruncSatF32U
             | Operator::I64TruncSatF64S
             | Operator::I64TruncSatF64U => {
-                pop(stack)?;
+                let (params, _) = OpKind::of(op).and_then(|k| k.info().arity).ok_or(GaveUp)?;
+                let from = stack.len().checked_sub(usize::from(params)).ok_or(GaveUp)?;
+                stack.truncate(from);
                 stack.push(Value::BITS);
             }
             // Bit operations keep a NaN's payload: canonicalize first, as the eager strategy
@@ -734,6 +732,12 @@ impl NanScratch {
                 }
                 sink_n(stack, params, locals, stable, out)?;
                 stack.resize(stack.len() + results as usize, Value::BITS);
+                // Non-NaN constants and integers converted to float.
+                if hint(op) == Some(Kind::NotNan) {
+                    if let Some(top) = stack.last_mut() {
+                        *top = Value::NOT_NAN;
+                    }
+                }
                 if matches!(
                     op,
                     Operator::Unreachable

@@ -152,28 +152,24 @@ pub(crate) fn plan(
     Ok(entries)
 }
 
+/// Appends a type-section entry `(func (param ...) (result ...))`.
 fn encode_func_type(
     params: &[ValType],
     results: &[ValType],
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    let convert = |ty: &ValType| {
-        wasm_encoder::ValType::try_from(*ty).map_err(|_| {
-            Error::new(crate::error::ErrorKind::Internal {
-                message: format!("cannot encode the type {ty} of an entry point"),
-            })
-        })
-    };
-    let params = params.iter().map(convert).collect::<Result<Vec<_>, _>>()?;
-    let results = results.iter().map(convert).collect::<Result<Vec<_>, _>>()?;
-    let mut section = wasm_encoder::TypeSection::new();
-    section.ty().function(params, results);
-    // A one-entry section: skip its count (1) to keep the entry.
-    let mut encoded = Vec::new();
-    section.encode(&mut encoded);
-    let mut reader = wasmparser::BinaryReader::new(&encoded, 0);
-    let _size = reader.read_var_u32().map_err(invalid)?;
-    let _count = reader.read_var_u32().map_err(invalid)?;
-    out.extend_from_slice(&encoded[reader.current_position()..]);
+    out.push(0x60);
+    for types in [params, results] {
+        (types.len() as u32).encode(out);
+        for ty in types {
+            wasm_encoder::ValType::try_from(*ty)
+                .map_err(|_| {
+                    Error::new(crate::error::ErrorKind::Internal {
+                        message: format!("cannot encode the type {ty} of an entry point"),
+                    })
+                })?
+                .encode(out);
+        }
+    }
     Ok(())
 }

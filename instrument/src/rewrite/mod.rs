@@ -194,6 +194,24 @@ impl Writer {
         (contents.len() as u32).encode(&mut self.out);
         self.out.extend_from_slice(contents);
     }
+
+    /// Copies the vector section at `range` with `added` already-encoded entries appended.
+    fn extended(
+        &mut self,
+        id: u8,
+        wasm: &[u8],
+        range: std::ops::Range<usize>,
+        added: u32,
+        new: &[u8],
+    ) -> Result<(), Error> {
+        let (count, old) = entries_of(wasm, range)?;
+        let mut contents = Vec::with_capacity(old.len() + new.len() + 5);
+        (count + added).encode(&mut contents);
+        contents.extend_from_slice(old);
+        contents.extend_from_slice(new);
+        self.section(id, &contents);
+        Ok(())
+    }
 }
 
 /// The entries of a vector section (everything after its count), with the count.
@@ -398,35 +416,21 @@ pub(crate) fn rewrite_module(
                 };
                 match id {
                     GLOBAL => {
-                        let (count, old) = entries_of(wasm, range)?;
-                        let mut contents = Vec::with_capacity(old.len() + 16);
-                        (count + new_global_count).encode(&mut contents);
-                        contents.extend_from_slice(old);
-                        contents.extend_from_slice(&new_globals);
-                        writer.section(GLOBAL, &contents);
+                        writer.extended(GLOBAL, wasm, range, new_global_count, &new_globals)?;
                         globals_written = true;
                     }
                     EXPORT => {
-                        let (count, old) = entries_of(wasm, range)?;
-                        let mut contents = Vec::with_capacity(old.len() + new_exports.len() + 5);
-                        (count + new_export_count).encode(&mut contents);
-                        contents.extend_from_slice(old);
-                        contents.extend_from_slice(&new_exports);
-                        writer.section(EXPORT, &contents);
+                        writer.extended(EXPORT, wasm, range, new_export_count, &new_exports)?;
                         exports_written = true;
                     }
                     TYPE | FUNCTION if entries.is_some() => {
-                        let (added, new) = match (&entries, id) {
-                            (Some(e), TYPE) => (e.type_count, &e.types),
-                            (Some(e), _) => (e.count, &e.functions),
-                            (None, _) => (0, &Vec::new()),
+                        let Some(e) = &entries else { continue };
+                        let (added, new) = if id == TYPE {
+                            (e.type_count, &e.types)
+                        } else {
+                            (e.count, &e.functions)
                         };
-                        let (count, old) = entries_of(wasm, range)?;
-                        let mut contents = Vec::with_capacity(old.len() + new.len() + 5);
-                        (count + added).encode(&mut contents);
-                        contents.extend_from_slice(old);
-                        contents.extend_from_slice(new);
-                        writer.section(id, &contents);
+                        writer.extended(id, wasm, range, added, new)?;
                     }
                     START => {}
                     CUSTOM if matches!(other, Payload::CustomSection(c) if c.name() == "name") => {
