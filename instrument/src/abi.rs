@@ -47,13 +47,26 @@
 //! before any instruction of the block runs. (The metered code keeps a copy of the counter in
 //! a local of each function, so a loop does not read the global back every iteration, but it
 //! writes the global after every charge: the global is exact whenever the host, a host
-//! function or a trap can see it.) Consequences a host relies on:
+//! function or a trap can see it.)
+//!
+//! **Pre-paid entry blocks.** A function's first metered block (its *entry block*) runs
+//! exactly once per call. When a function can be reached only by direct calls from its own
+//! module (it is not exported, not in an element segment, not named by `ref.func` in a
+//! global initialiser, and not the start function), every `call` or `return_call` of it
+//! charges its entry block as part of the calling block, and the function charges nothing on
+//! entry. This applies bottom-up: the pre-paid amount of a function includes what its entry
+//! block pre-pays for the functions it calls there, so a chain of small helpers costs its
+//! first caller one charge. (Functions whose entry blocks call each other in a cycle charge
+//! their own.) The prices paid are the same; only when they are paid changes.
+//!
+//! Consequences a host relies on:
 //! - after a call that returns normally, gas used is exactly the sum of the prices of the
 //!   instructions executed; a loop pays its body's price on every iteration;
 //! - after a trap, `gas_left < 0` means the module ran out of gas (the block that could not
 //!   be paid did not start), and `gas_left >= 0` means the trap is the module's own;
 //! - when an instruction inside a block traps or a callee throws past it, the rest of that
-//!   block has been paid and is not refunded; this over-charge is deterministic;
+//!   block has been paid and is not refunded, including the entry blocks of the calls it
+//!   pre-paid; this over-charge is deterministic;
 //! - the counter never wraps: a budget of 0 or less runs out at the first non-free block,
 //!   and a budget of `i64::MAX` is simply large;
 //! - the metering code itself is not charged: gas measures the input module's instructions.

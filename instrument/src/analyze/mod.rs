@@ -31,8 +31,11 @@
 //! every engine, and documented in the ABI.
 //!
 //! # What else the plan holds
-//! - *Gas reloads*: each function keeps the counter in a local (see `rewrite::gas`), loaded at
-//!   entry, after every call and where a `catch` lands.
+//! - *Gas events*: each function keeps the counter in a local (see `rewrite::gas`); the plan
+//!   records where it goes stale (entry, calls), where it is read and where control branches,
+//!   and [`calls`] places the reloads once it knows which callees can charge. Direct calls are
+//!   recorded too: [`calls`] moves the entry-block charge of functions only direct calls
+//!   reach into their call sites.
 //! - *Size charges* before every bulk operation (`memory.copy/fill/init`, `table.copy/fill/
 //!   init/grow`, `memory.grow`), computed at run time from its length operand.
 //! - *Stack accounting* (when a stack limit is configured): a frame charge at function entry,
@@ -41,6 +44,7 @@
 //! - *NaN canonicalization* (when enabled): after every SIMD float operation that can produce a
 //!   NaN, and for scalar floats where an arithmetic NaN could first be observed ([`nans`]).
 
+pub(crate) mod calls;
 mod nans;
 
 use crate::cost::CostModel;
@@ -72,8 +76,9 @@ pub(crate) enum FloatKind {
 /// What to insert before the original byte at an offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Insert {
-    /// Charge this much gas (nothing is emitted for 0).
-    Charge(u64),
+    /// Charge the cost of the metered block with this index in [`FunctionPlan::blocks`]
+    /// (nothing is emitted for 0).
+    Charge(u32),
     /// Charge the size-proportional part of the bulk operation that follows; its length
     /// operand, on top of the stack, is `i64` when `wide`, else `i32`.
     SizeCharge { unit: UnitKind, wide: bool },
@@ -89,9 +94,10 @@ pub(crate) enum Insert {
     StackRecharge,
     /// Replace a NaN on top of the stack with the canonical NaN.
     Canonicalize(FloatKind),
-    /// Copy the gas counter into the function's gas local: at entry, after every call (the
-    /// callee charged the counter), and where a `catch` lands. Emitted before any other
-    /// insertion at the same offset.
+    /// Copy the gas counter into the function's gas local: where a `catch` lands, and where
+    /// [`calls::place_reloads`] decides (after the function's entry or a call, when the local
+    /// is read before it is stale again). Emitted before any other insertion at the same
+    /// offset.
     GasReload,
 }
 
@@ -107,7 +113,8 @@ pub(crate) struct Insertion {
 /// Locals the inserted code needs, appended after the function's own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ExtraLocals {
-    /// `i64`: the gas counter's value, kept in a local between reloads.
+    /// `i64`: the gas counter's value, kept in a local between reloads (decided by
+    /// [`calls::place_reloads`]).
     pub gas: bool,
     /// `i64`: the caller's stack level, saved on entry.
     pub level: bool,
@@ -131,15 +138,53 @@ pub(crate) struct FunctionPlan {
     pub frame_cost: u64,
     /// Which helper locals the insertions use.
     pub extra: ExtraLocals,
+    /// The cost of each metered block, indexed by [`Insert::Charge`]; block 0 is the entry
+    /// block. Direct callers pre-pay a callee's entry block ([`calls`]).
+    pub blocks: Vec<u64>,
+    /// Reachable direct calls (`call`, `return_call`), in program order.
+    pub direct_calls: Vec<DirectCall>,
+    /// Whether reachable code calls through a table or a reference.
+    pub indirect_calls: bool,
+    /// What touches the gas local, in program order, for [`calls::place_reloads`].
+    pub gas_events: Vec<GasEvent>,
 }
+
+/// A reachable direct call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DirectCall {
+    /// The metered block the call is in.
+    pub block: u32,
+    /// The function called.
+    pub callee: u32,
+}
+
+/// What the placement of gas-local reloads needs to know about the code, in program order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GasEvent {
+    /// The counter may have changed: at the function's entry (`call: None`) or after the
+    /// call `direct_calls[i]` (`Some(i)`) or an indirect call (`Some(u32::MAX)`); the reload
+    /// would go at `offset`.
+    Stale { offset: usize, call: Option<u32> },
+    /// The metered block with this index starts; its charge reads the local if its cost
+    /// (after pre-payment) is not 0.
+    Block(u32),
+    /// A size charge reads the local.
+    Read,
+    /// Control may leave the straight line here (a branch, `if`, `else`): a pending reload
+    /// must be emitted.
+    Branch,
+    /// Control leaves the function or ends here (`return`, `unreachable`, `throw`, tail calls,
+    /// the function's `end`): a pending reload is not needed.
+    Exit,
+}
+
+/// The `call` field of [`GasEvent::Stale`] after an indirect call.
+pub(crate) const INDIRECT: u32 = u32::MAX;
 
 impl FunctionPlan {
     /// How many metered blocks cost more than nothing.
     pub fn charged_blocks(&self) -> usize {
-        self.insertions
-            .iter()
-            .filter(|i| matches!(i.insert, Insert::Charge(g) if g > 0))
-            .count()
+        self.blocks.iter().filter(|&&gas| gas > 0).count()
     }
 }
 
@@ -193,9 +238,8 @@ struct Frame {
 /// The metered block being accumulated.
 #[derive(Debug)]
 struct Current {
-    /// Index of this block's charge in `FunctionPlan::insertions`, when it is reachable.
-    slot: Option<usize>,
-    gas: u64,
+    /// Index of this block in `FunctionPlan::blocks`, when it is reachable.
+    slot: Option<u32>,
 }
 
 /// Reusable buffers, so that analysing many functions does not allocate per function.
@@ -238,12 +282,16 @@ pub(crate) fn analyze_function(
             locals,
             frame_cost: 0,
             extra: ExtraLocals::default(),
+            blocks: Vec::new(),
+            direct_calls: Vec::new(),
+            indirect_calls: false,
+            gas_events: Vec::new(),
         },
         frames: std::mem::take(&mut scratch.frames),
         nan_producers: std::mem::take(&mut scratch.nan_producers),
         nan_sets: std::mem::take(&mut scratch.nan_sets),
         previous_hint: None,
-        current: Current { slot: None, gas: 0 },
+        current: Current { slot: None },
         plan,
         max_operands: 0,
         uses_v128: false,
@@ -261,8 +309,10 @@ pub(crate) fn analyze_function(
         then_fell_through: false,
         start: ops_start,
     });
-    analysis.out.extra.gas = true;
-    analysis.insert(ops_start, Insert::GasReload);
+    analysis.event(GasEvent::Stale {
+        offset: ops_start,
+        call: None,
+    });
     if plan.stack_limit {
         analysis.out.extra.level = true;
         analysis.insert(ops_start, Insert::StackEnter);
@@ -364,12 +414,7 @@ pub(crate) fn analyze_function(
         });
         analysis.out.extra.level = false;
     }
-    // Insertions were pushed in program order except catch landings at loop starts and NaN
-    // canonicalizations; a stable sort keeps ties in push order, gas reloads first.
-    analysis
-        .out
-        .insertions
-        .sort_by_key(|i| (i.offset, i.insert != Insert::GasReload));
+    // The insertions are sorted once the gas reloads are placed (`calls::place_reloads`).
     scratch.frames = analysis.frames;
     scratch.nan_producers = analysis.nan_producers;
     scratch.nan_sets = analysis.nan_sets;
@@ -484,22 +529,26 @@ impl Analysis<'_> {
         self.out.insertions.push(Insertion { offset, insert });
     }
 
+    fn event(&mut self, event: GasEvent) {
+        self.out.gas_events.push(event);
+    }
+
     /// Ends the current metered block and starts a new one whose leader is at `leader`.
     fn start_block(&mut self, leader: usize, reachable: bool) {
         self.finish_block();
         self.current.slot = if reachable {
-            self.insert(leader, Insert::Charge(0));
-            Some(self.out.insertions.len() - 1)
+            let block = self.out.blocks.len() as u32;
+            self.out.blocks.push(0);
+            self.insert(leader, Insert::Charge(block));
+            self.event(GasEvent::Block(block));
+            Some(block)
         } else {
             None
         };
     }
 
     fn finish_block(&mut self) {
-        if let Some(slot) = self.current.slot.take() {
-            self.out.insertions[slot].insert = Insert::Charge(self.current.gas);
-        }
-        self.current.gas = 0;
+        self.current.slot = None;
     }
 
     /// Marks the frame `depth` levels out as the target of a reachable branch; returns
@@ -569,6 +618,13 @@ impl Analysis<'_> {
         });
     }
 
+    /// Records a reachable direct call in the current block; returns its index.
+    fn direct_call(&mut self, callee: u32) -> u32 {
+        let block = self.current.slot.unwrap_or(0);
+        self.out.direct_calls.push(DirectCall { block, callee });
+        self.out.direct_calls.len() as u32 - 1
+    }
+
     /// Nothing after the current instruction is reachable until the enclosing frame ends.
     fn dead_end(&mut self) {
         self.finish_block();
@@ -583,11 +639,9 @@ impl Analysis<'_> {
         wide: bool,
     ) {
         let reachable = self.reachable();
-        if reachable {
-            self.current.gas = self
-                .current
-                .gas
-                .saturating_add(u64::from(self.plan.costs.op_price(kind)));
+        if let Some(block) = self.current.slot {
+            let gas = &mut self.out.blocks[block as usize];
+            *gas = gas.saturating_add(u64::from(self.plan.costs.op_price(kind)));
             if kind.info().simd {
                 self.uses_v128 = true;
             }
@@ -628,10 +682,12 @@ impl Analysis<'_> {
                 self.start_block(next, reachable);
             }
             Operator::If { .. } => {
+                self.event(GasEvent::Branch);
                 self.push(FrameKind::If, next);
                 self.start_block(next, reachable);
             }
             Operator::Else => {
+                self.event(GasEvent::Branch);
                 let frame = self.frames.last_mut().expect("validated: else inside if");
                 frame.kind = FrameKind::Else;
                 frame.then_fell_through = reachable;
@@ -640,6 +696,7 @@ impl Analysis<'_> {
             }
             Operator::End => self.end(offset, next),
             Operator::Br { relative_depth } => {
+                self.event(GasEvent::Branch);
                 if self.target(*relative_depth) {
                     self.release_before(offset);
                 }
@@ -648,6 +705,7 @@ impl Analysis<'_> {
             Operator::BrIf { relative_depth }
             | Operator::BrOnNull { relative_depth }
             | Operator::BrOnNonNull { relative_depth } => {
+                self.event(GasEvent::Branch);
                 let exits = self.target(*relative_depth);
                 self.start_block(next, reachable);
                 if exits && self.plan.stack_limit {
@@ -657,6 +715,7 @@ impl Analysis<'_> {
                 }
             }
             Operator::BrTable { targets } => {
+                self.event(GasEvent::Branch);
                 let depths: Vec<u32> = targets
                     .targets()
                     .flatten()
@@ -678,6 +737,7 @@ impl Analysis<'_> {
                 if reachable {
                     self.release_before(offset);
                 }
+                self.event(GasEvent::Exit);
                 self.dead_end();
             }
             Operator::Unreachable
@@ -685,7 +745,10 @@ impl Analysis<'_> {
             | Operator::ThrowRef
             | Operator::ReturnCall { .. }
             | Operator::ReturnCallIndirect { .. }
-            | Operator::ReturnCallRef { .. } => self.dead_end(),
+            | Operator::ReturnCallRef { .. } => {
+                self.event(GasEvent::Exit);
+                self.dead_end();
+            }
             _ => {}
         }
     }
@@ -711,24 +774,42 @@ impl Analysis<'_> {
                 wide: false,
             }),
             Operator::MemoryGrow { .. } => Some(size(UnitKind::MemoryPages)),
-            Operator::Call { .. } | Operator::CallIndirect { .. } | Operator::CallRef { .. } => {
+            Operator::Call { function_index } => {
                 self.calls = true;
-                self.insert(next, Insert::GasReload);
+                let call = self.direct_call(*function_index);
+                self.event(GasEvent::Stale {
+                    offset: next,
+                    call: Some(call),
+                });
+                None
+            }
+            Operator::CallIndirect { .. } | Operator::CallRef { .. } => {
+                self.calls = true;
+                self.out.indirect_calls = true;
+                self.event(GasEvent::Stale {
+                    offset: next,
+                    call: Some(INDIRECT),
+                });
                 None
             }
             Operator::ReturnCall { .. }
             | Operator::ReturnCallIndirect { .. }
-            | Operator::ReturnCallRef { .. }
-                if self.plan.stack_limit =>
-            {
+            | Operator::ReturnCallRef { .. } => {
                 self.calls = true;
-                Some(Insert::StackRelease)
+                match op {
+                    Operator::ReturnCall { function_index } => {
+                        self.direct_call(*function_index);
+                    }
+                    _ => self.out.indirect_calls = true,
+                }
+                self.plan.stack_limit.then_some(Insert::StackRelease)
             }
             _ => None,
         };
         if let Some(insert) = before {
             if matches!(insert, Insert::SizeCharge { .. }) {
                 self.out.extra.size = true;
+                self.event(GasEvent::Read);
             }
             self.insert(offset, insert);
         }
@@ -760,6 +841,7 @@ impl Analysis<'_> {
                 if fell_through {
                     self.release_before(offset);
                 }
+                self.event(GasEvent::Exit);
                 self.finish_block();
                 return;
             }

@@ -57,10 +57,10 @@ pub(crate) fn rewrite_body(
     for insertion in &plan.insertions {
         let code = &mut Code(scratch);
         match insertion.insert {
-            Insert::Charge(0) => {}
-            Insert::Charge(cost) => {
-                gas::charge(code, cx.gas_global, locals.gas, gas::Amount::Const(cost))
-            }
+            Insert::Charge(block) => match plan.blocks[block as usize] {
+                0 => {}
+                cost => gas::charge(code, cx.gas_global, locals.gas, gas::Amount::Const(cost)),
+            },
             Insert::GasReload => gas::reload(code, cx.gas_global, locals.gas),
             Insert::SizeCharge { unit, wide } => {
                 let price = match unit {

@@ -2,8 +2,9 @@
 //! trapping when the counter cannot pay.
 //!
 //! Each function keeps the counter's value in a local of its own, `$gas`, reloaded from the
-//! global at entry, after every call and where a `catch` lands, and written back to the
-//! global after every charge:
+//! global where a `catch` lands and, after the function's entry or a call that may have
+//! charged, before the local is next read (`analyze::calls` places these), and written back
+//! to the global after every charge:
 //!
 //! ```wat
 //! local.get $gas

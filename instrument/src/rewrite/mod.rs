@@ -52,6 +52,7 @@ fn order(id: u8) -> Option<u8> {
 /// Facts gathered from section headers before rewriting starts.
 #[derive(Default)]
 struct Survey {
+    imported_functions: u32,
     imported_globals: u32,
     defined_globals: u32,
     start: Option<u32>,
@@ -92,6 +93,7 @@ fn survey(wasm: &[u8]) -> Result<Survey, Error> {
                         let (_, import) = import.map_err(invalid)?;
                         survey.functions.add_import(&import.ty);
                         match import.ty {
+                            wasmparser::TypeRef::Func(_) => survey.imported_functions += 1,
                             wasmparser::TypeRef::Global(_) => survey.imported_globals += 1,
                             wasmparser::TypeRef::Memory(_) => survey.imported_memories += 1,
                             wasmparser::TypeRef::Table(_) => survey.imported_tables += 1,
@@ -340,6 +342,15 @@ pub(crate) fn rewrite_module(
     let mut body_scratch = Vec::new();
     let mut scratch = Scratch::default();
     let mut allocs = FuncValidatorAllocations::default();
+    // Every function is analysed before any is written: call sites pre-pay their callees'
+    // entry blocks, and reloads depend on what callees do (`analyze::calls`).
+    let mut plans: Vec<analyze::FunctionPlan> = Vec::new();
+    let mut bodies: Vec<std::ops::Range<usize>> = Vec::new();
+    let calls_module = analyze::calls::Module {
+        imported: survey.imported_functions,
+        referenced: &survey.referenced_functions,
+        start: survey.start,
+    };
 
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(invalid)?;
@@ -390,18 +401,23 @@ pub(crate) fn rewrite_module(
                     &mut scratch,
                 )?;
                 allocs = func_validator.into_allocations();
-                stats.functions += 1;
-                stats.blocks_metered += function.charged_blocks();
-                body::rewrite_body(
-                    wasm,
-                    body.range(),
-                    &function,
-                    &context,
-                    &mut body_scratch,
-                    &mut writer.out,
-                )?;
+                plans.push(function);
+                bodies.push(body.range());
                 code_remaining -= 1;
                 if code_remaining == 0 {
+                    analyze::calls::finish(&mut plans, &calls_module);
+                    for (function, range) in plans.iter().zip(&bodies) {
+                        stats.functions += 1;
+                        stats.blocks_metered += function.charged_blocks();
+                        body::rewrite_body(
+                            wasm,
+                            range.clone(),
+                            function,
+                            &context,
+                            &mut body_scratch,
+                            &mut writer.out,
+                        )?;
+                    }
                     if let Some(entries) = &entries {
                         writer.out.extend_from_slice(&entries.bodies);
                     }

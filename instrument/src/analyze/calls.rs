@@ -1,0 +1,242 @@
+//! Metering decisions that need the whole module's call graph, taken once every function has
+//! been analysed: which callees' entry blocks their callers pre-pay, which functions can
+//! change the gas counter at all, and so where each function reloads its copy of it.
+//!
+//! # Pre-paid entry blocks
+//! A function's entry block runs exactly once per call (nothing can branch back to a
+//! function's first instruction). When a function can only be reached by direct calls from
+//! this module (it is not exported, not in an element segment, not named by `ref.func` in a
+//! global's initialiser, and not the start function; a `ref.func` in code must name one of
+//! those), every call site charges the callee's entry block as part of the calling block,
+//! and the callee charges nothing on entry. Applied bottom-up, a call chain whose entry
+//! blocks call each other is paid for by the first caller in one charge, and a small helper
+//! such as `(func $clamp (param i64) (result i64) ...)` runs no metering code at all. Gas
+//! after a call that returns is unchanged (the same prices, paid earlier); a trap or throw
+//! between the calling block's start and the call leaves the callee's entry paid, which is
+//! the over-charge ABI section 3 already allows for the rest of a block. Entry blocks that
+//! call each other in a cycle (which can only recurse until the stack runs out) are left
+//! alone.
+//!
+//! # Gas-local reloads
+//! Each function keeps the counter in a local (`rewrite::gas`), which becomes stale at the
+//! function's entry and after a call that may charge: a call through a table or reference, a
+//! call to an import (a host function may charge), or a direct call to a function that
+//! charges or calls something that may. The reload is placed lazily: a stale point becomes a
+//! reload only if the local is read (a charge that is not 0, a size charge) or control may
+//! leave the straight line (a branch, `if`, `else`) before the function ends or the next call
+//! makes it stale again. So a function that calls helpers back to back, or returns right
+//! after its last call, reloads nothing it does not use.
+
+use super::{FunctionPlan, GasEvent, Insert, Insertion, INDIRECT};
+use std::collections::BTreeSet;
+
+/// What the call-graph decisions need to know about the module besides the plans.
+pub(crate) struct Module<'a> {
+    /// How many functions are imported (defined function `i` has index `imported + i`).
+    pub imported: u32,
+    /// Functions a `funcref` value can name, and exported functions.
+    pub referenced: &'a BTreeSet<u32>,
+    /// The start function.
+    pub start: Option<u32>,
+}
+
+/// Pre-pays entry blocks, places gas-local reloads, and sorts every plan's insertions.
+pub(crate) fn finish(plans: &mut [FunctionPlan], module: &Module<'_>) {
+    prepay_entries(plans, module);
+    let touches = touching(plans, module.imported);
+    for plan in plans.iter_mut() {
+        place_reloads(plan, &touches, module.imported);
+        // Insertions were pushed in program order except catch landings at loop starts, NaN
+        // canonicalizations and the reloads; a stable sort keeps ties in push order, gas
+        // reloads first.
+        plan.insertions
+            .sort_by_key(|i| (i.offset, i.insert != Insert::GasReload));
+    }
+}
+
+/// The defined function a function index names, if it is not imported.
+fn defined(callee: u32, imported: u32, count: usize) -> Option<usize> {
+    let index = callee.checked_sub(imported)? as usize;
+    (index < count).then_some(index)
+}
+
+/// Moves the entry-block charge of every function only direct calls reach into its call
+/// sites (see the module documentation).
+fn prepay_entries(plans: &mut [FunctionPlan], module: &Module<'_>) {
+    let count = plans.len();
+    let mut foldable: Vec<bool> = (0..count as u32)
+        .map(|i| {
+            let index = module.imported + i;
+            !module.referenced.contains(&index) && module.start != Some(index)
+        })
+        .collect();
+    if !foldable.contains(&true) {
+        return;
+    }
+
+    // What a call site pre-pays: the callee's entry block plus what the callees called from
+    // that entry block pre-pay, computed depth-first (iteratively: call chains can be long).
+    const NEW: u8 = 0;
+    const OPEN: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![NEW; count];
+    let mut prepay = vec![0u64; count];
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for root in 0..count {
+        if state[root] != NEW {
+            continue;
+        }
+        state[root] = OPEN;
+        stack.push((root, 0));
+        while let Some(&mut (function, ref mut next)) = stack.last_mut() {
+            let calls = &plans[function].direct_calls;
+            let mut descend = None;
+            while *next < calls.len() {
+                let call = calls[*next];
+                *next += 1;
+                if call.block != 0 {
+                    continue;
+                }
+                let Some(callee) = defined(call.callee, module.imported, count) else {
+                    continue;
+                };
+                match state[callee] {
+                    NEW => {
+                        descend = Some(callee);
+                        break;
+                    }
+                    // The entry blocks call each other in a cycle.
+                    OPEN => foldable[callee] = false,
+                    _ => {}
+                }
+            }
+            if let Some(callee) = descend {
+                state[callee] = OPEN;
+                stack.push((callee, 0));
+                continue;
+            }
+            stack.pop();
+            state[function] = DONE;
+            let plan = &plans[function];
+            let mut gas = plan.blocks[0];
+            for call in plan.direct_calls.iter().filter(|c| c.block == 0) {
+                if let Some(callee) = defined(call.callee, module.imported, count) {
+                    if foldable[callee] {
+                        gas = gas.saturating_add(prepay[callee]);
+                    }
+                }
+            }
+            prepay[function] = gas;
+        }
+    }
+
+    for (function, plan) in plans.iter_mut().enumerate() {
+        for call in &plan.direct_calls {
+            if let Some(callee) = defined(call.callee, module.imported, count) {
+                if foldable[callee] {
+                    let gas = &mut plan.blocks[call.block as usize];
+                    *gas = gas.saturating_add(prepay[callee]);
+                }
+            }
+        }
+        if foldable[function] {
+            // Its callers pay it (`prepay[function]` is exactly this block's cost now).
+            plan.blocks[0] = 0;
+        }
+    }
+}
+
+/// Which defined functions can change the gas counter: those that charge, and those that
+/// call an import, call indirectly, or call a function that can.
+fn touching(plans: &[FunctionPlan], imported: u32) -> Vec<bool> {
+    let count = plans.len();
+    let mut touches: Vec<bool> = plans
+        .iter()
+        .map(|plan| {
+            plan.indirect_calls
+                || plan.blocks.iter().any(|&gas| gas > 0)
+                || plan.gas_events.contains(&GasEvent::Read)
+                || plan
+                    .direct_calls
+                    .iter()
+                    .any(|c| defined(c.callee, imported, count).is_none())
+        })
+        .collect();
+    // Callers of each function, to spread `touches` backwards along calls.
+    let mut callers: Vec<Vec<u32>> = vec![Vec::new(); count];
+    for (caller, plan) in plans.iter().enumerate() {
+        for call in &plan.direct_calls {
+            if let Some(callee) = defined(call.callee, imported, count) {
+                callers[callee].push(caller as u32);
+            }
+        }
+    }
+    let mut work: Vec<usize> = (0..count).filter(|&f| touches[f]).collect();
+    while let Some(function) = work.pop() {
+        for &caller in &callers[function] {
+            let caller = caller as usize;
+            if !touches[caller] {
+                touches[caller] = true;
+                work.push(caller);
+            }
+        }
+    }
+    touches
+}
+
+/// Turns a plan's gas events into reloads of its gas local (see the module documentation),
+/// and declares the local only if something reads it.
+fn place_reloads(plan: &mut FunctionPlan, touches: &[bool], imported: u32) {
+    let mut pending: Option<usize> = None;
+    let mut reloads = Vec::new();
+    let mut reads = false;
+    for event in &plan.gas_events {
+        let read = match *event {
+            GasEvent::Stale { offset, call } => {
+                let stale = match call {
+                    None | Some(INDIRECT) => true,
+                    Some(i) => {
+                        let callee = plan.direct_calls[i as usize].callee;
+                        defined(callee, imported, touches.len()).is_none_or(|f| touches[f])
+                    }
+                };
+                if stale {
+                    // Nothing read the local since the previous stale point: that reload
+                    // would be wasted.
+                    pending = Some(offset);
+                }
+                false
+            }
+            GasEvent::Block(block) => plan.blocks[block as usize] > 0,
+            GasEvent::Read => true,
+            GasEvent::Branch => {
+                if let Some(offset) = pending.take() {
+                    reloads.push(offset);
+                }
+                false
+            }
+            GasEvent::Exit => {
+                pending = None;
+                false
+            }
+        };
+        if read {
+            reads = true;
+            if let Some(offset) = pending.take() {
+                reloads.push(offset);
+            }
+        }
+    }
+    if !reads {
+        // No charge at all: the local and the reloads at catch landings are not needed.
+        plan.insertions.retain(|i| i.insert != Insert::GasReload);
+        plan.extra.gas = false;
+        return;
+    }
+    plan.extra.gas = true;
+    plan.insertions
+        .extend(reloads.into_iter().map(|offset| Insertion {
+            offset,
+            insert: Insert::GasReload,
+        }));
+}
