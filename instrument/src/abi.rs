@@ -86,11 +86,13 @@
 //! When instrumented with a stack limit (the default), the output also exports a mutable
 //! `i64` global [`STACK_LEFT_EXPORT`] (`ri_sandbox_stack_left`) whose initial value is the
 //! limit. On entry, every function charges its *frame weight* to it exactly as a gas charge
-//! does (`if stack_left < weight { stack_left = -1; trap }`, then subtract), except a *leaf*:
-//! a function that contains no call instruction and weighs at most
-//! [`LEAF_FRAME_LIMIT`](crate::LEAF_FRAME_LIMIT) units. A leaf can only ever be the top frame,
-//! so it adds one bounded frame to a chain that was charged, and skipping it keeps the limit
-//! both deterministic and safe. The weight is
+//! does (`if stack_left < weight { stack_left = -1; trap }`, then subtract), except a function
+//! whose call chains are *bounded*: it calls no import and nothing through a table or a
+//! reference, no recursion can be reached from it, and the frames of its deepest possible call
+//! chain, its own included, weigh at most [`LEAF_FRAME_LIMIT`](crate::LEAF_FRAME_LIMIT) units
+//! together (a leaf of at most that weight is the simplest case). Such a function adds at most
+//! that much on top of a chain that was charged, so skipping it keeps the limit both
+//! deterministic and safe. The weight is
 //! 64 plus 8 per parameter, local and operand-stack slot at the function's deepest point
 //! (16 per slot for `v128`, and for the operand slots of a function that uses SIMD), so a few
 //! huge frames are stopped as surely as many small ones. After a call returns, and where a

@@ -235,3 +235,52 @@ fn gas_fixtures_exact_on_wasmtime_and_wasmi() {
     let failures: Vec<String> = files.iter().flat_map(|f| run_file(f)).collect();
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
+
+/// Functions whose call chains are bounded skip stack accounting (ABI section 4), but only up
+/// to `LEAF_FRAME_LIMIT` units of chain: a long chain of distinct, non-recursive functions is
+/// still stopped by the limit, at the same call on both engines. (Without accounting these
+/// frames, whose locals Cranelift never spills, would fit the native stack and return.)
+#[test]
+fn deep_non_recursive_chains_hit_the_stack_limit() {
+    // Each frame weighs 64 + 8 * (1 parameter + 80 locals) + 8 * 2 operand slots = 728
+    // units, so 400 of them (291,200) exceed the default limit (262,144) and 300 fit.
+    const FUNCTIONS: usize = 400;
+    let locals = vec!["i64"; 80].join(" ");
+    let mut wat = String::from("(module\n");
+    for i in 0..FUNCTIONS {
+        let body = if i + 1 < FUNCTIONS {
+            format!("local.get 0 i32.const 1 i32.add call $f{}", i + 1)
+        } else {
+            "local.get 0".to_string()
+        };
+        wat.push_str(&format!(
+            "  (func $f{i} (param i32) (result i32) (local {locals}) {body})\n"
+        ));
+    }
+    wat.push_str("  (export \"deep\" (func $f0))\n  (export \"shallow\" (func $f100)))\n");
+    let wasm = wat::parse_str(&wat).unwrap();
+    let out = instrument(&wasm, &Options::default()).unwrap();
+    let (wasmtime, wasmi) = (engines::wasmtime_engine(), engines::wasmi_engine());
+    let mut instances: Vec<(&'static str, Box<dyn Instance>)> = vec![
+        (
+            "wasmtime",
+            Box::new(engines::Wasmtime::new(&wasmtime, &out.module).unwrap()),
+        ),
+        (
+            "wasmi",
+            Box::new(engines::Wasmi::new(&wasmi, &out.module).unwrap()),
+        ),
+    ];
+    let invoke = |name: &str| Invoke {
+        name: name.to_string(),
+        args: vec![Value::I32(0)],
+    };
+    let deep = both(&mut instances, &invoke("deep"), LARGE_BUDGET).unwrap();
+    assert_eq!(deep.outcome, Outcome::StackLimit, "{deep:?}");
+    let shallow = both(&mut instances, &invoke("shallow"), LARGE_BUDGET).unwrap();
+    assert_eq!(
+        shallow.outcome,
+        Outcome::Returned(vec![Value::I32(299)]),
+        "{shallow:?}"
+    );
+}

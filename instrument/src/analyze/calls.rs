@@ -1,6 +1,7 @@
 //! Metering decisions that need the whole module's call graph, taken once every function has
 //! been analysed: which callees' entry blocks their callers pre-pay, which functions can
-//! change the gas counter at all, and so where each function reloads its copy of it.
+//! change the gas counter at all, and so where each function reloads its copy of it, and
+//! which functions need no stack accounting.
 //!
 //! # Pre-paid entry blocks
 //! A function's entry block runs exactly once per call (nothing can branch back to a
@@ -26,8 +27,16 @@
 //! leave the straight line (a branch, `if`, `else`) before the function ends or the next call
 //! makes it stale again. So a function that calls helpers back to back, or returns right
 //! after its last call, reloads nothing it does not use.
+//!
+//! # Bounded call chains
+//! A function that calls no import and nothing through a table or reference, and from which
+//! no recursion can be reached, has a deepest possible call chain, whose weight (the frames'
+//! weights added up, its own included) is known. When that weight is at most
+//! [`LEAF_FRAME_LIMIT`], the function skips stack accounting: whatever it calls, it adds at
+//! most that much on top of a chain that was accounted for, the same bound a leaf gets (ABI
+//! section 4). Every function it can call is then bounded too.
 
-use super::{FunctionPlan, GasEvent, Insert, Insertion, INDIRECT};
+use super::{DirectCall, FunctionPlan, GasEvent, Insert, Insertion, INDIRECT, LEAF_FRAME_LIMIT};
 use std::collections::BTreeSet;
 
 /// What the call-graph decisions need to know about the module besides the plans.
@@ -42,6 +51,7 @@ pub(crate) struct Module<'a> {
 
 /// Pre-pays entry blocks, places gas-local reloads, and sorts every plan's insertions.
 pub(crate) fn finish(plans: &mut [FunctionPlan], module: &Module<'_>) {
+    skip_bounded_stacks(plans, module.imported);
     prepay_entries(plans, module);
     let touches = touching(plans, module.imported);
     for plan in plans.iter_mut() {
@@ -75,48 +85,21 @@ fn prepay_entries(plans: &mut [FunctionPlan], module: &Module<'_>) {
     }
 
     // What a call site pre-pays: the callee's entry block plus what the callees called from
-    // that entry block pre-pay, computed depth-first (iteratively: call chains can be long).
-    const NEW: u8 = 0;
-    const OPEN: u8 = 1;
-    const DONE: u8 = 2;
-    let mut state = vec![NEW; count];
+    // that entry block pre-pay, computed callees first.
     let mut prepay = vec![0u64; count];
-    let mut stack: Vec<(usize, usize)> = Vec::new();
-    for root in 0..count {
-        if state[root] != NEW {
-            continue;
-        }
-        state[root] = OPEN;
-        stack.push((root, 0));
-        while let Some(&mut (function, ref mut next)) = stack.last_mut() {
-            let calls = &plans[function].direct_calls;
-            let mut descend = None;
-            while *next < calls.len() {
-                let call = calls[*next];
-                *next += 1;
-                if call.block != 0 {
-                    continue;
+    depth_first(
+        plans,
+        module.imported,
+        |call| call.block == 0,
+        |visit, plans| {
+            let function = match visit {
+                // The entry blocks call each other in a cycle.
+                Visit::Cycle { open, .. } => {
+                    foldable[open] = false;
+                    return;
                 }
-                let Some(callee) = defined(call.callee, module.imported, count) else {
-                    continue;
-                };
-                match state[callee] {
-                    NEW => {
-                        descend = Some(callee);
-                        break;
-                    }
-                    // The entry blocks call each other in a cycle.
-                    OPEN => foldable[callee] = false,
-                    _ => {}
-                }
-            }
-            if let Some(callee) = descend {
-                state[callee] = OPEN;
-                stack.push((callee, 0));
-                continue;
-            }
-            stack.pop();
-            state[function] = DONE;
+                Visit::Done(function) => function,
+            };
             let plan = &plans[function];
             let mut gas = plan.blocks[0];
             for call in plan.direct_calls.iter().filter(|c| c.block == 0) {
@@ -127,8 +110,8 @@ fn prepay_entries(plans: &mut [FunctionPlan], module: &Module<'_>) {
                 }
             }
             prepay[function] = gas;
-        }
-    }
+        },
+    );
 
     for (function, plan) in plans.iter_mut().enumerate() {
         for call in &plan.direct_calls {
@@ -142,6 +125,123 @@ fn prepay_entries(plans: &mut [FunctionPlan], module: &Module<'_>) {
         if foldable[function] {
             // Its callers pay it (`prepay[function]` is exactly this block's cost now).
             plan.blocks[0] = 0;
+        }
+    }
+}
+
+/// What [`depth_first`] reports.
+enum Visit {
+    /// The call from `caller` to `open`, a function still being visited, closes a cycle.
+    Cycle { open: usize, caller: usize },
+    /// Every function this one calls has been visited (or closes a cycle).
+    Done(usize),
+}
+
+/// Visits every defined function after the functions it calls (through the calls `follow`
+/// accepts). Iterative, since call chains can be long.
+fn depth_first(
+    plans: &[FunctionPlan],
+    imported: u32,
+    follow: impl Fn(&DirectCall) -> bool,
+    mut visit: impl FnMut(Visit, &[FunctionPlan]),
+) {
+    const NEW: u8 = 0;
+    const OPEN: u8 = 1;
+    const DONE: u8 = 2;
+    let count = plans.len();
+    let mut state = vec![NEW; count];
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for root in 0..count {
+        if state[root] != NEW {
+            continue;
+        }
+        state[root] = OPEN;
+        stack.push((root, 0));
+        while let Some(&mut (function, ref mut next)) = stack.last_mut() {
+            let calls = &plans[function].direct_calls;
+            let mut descend = None;
+            while *next < calls.len() {
+                let call = calls[*next];
+                *next += 1;
+                if !follow(&call) {
+                    continue;
+                }
+                let Some(callee) = defined(call.callee, imported, count) else {
+                    continue;
+                };
+                match state[callee] {
+                    NEW => {
+                        descend = Some(callee);
+                        break;
+                    }
+                    OPEN => visit(
+                        Visit::Cycle {
+                            open: callee,
+                            caller: function,
+                        },
+                        plans,
+                    ),
+                    _ => {}
+                }
+            }
+            if let Some(callee) = descend {
+                state[callee] = OPEN;
+                stack.push((callee, 0));
+                continue;
+            }
+            stack.pop();
+            state[function] = DONE;
+            visit(Visit::Done(function), plans);
+        }
+    }
+}
+
+/// Removes the stack accounting of every function whose deepest call chain is bounded by
+/// [`LEAF_FRAME_LIMIT`] (see the module documentation).
+fn skip_bounded_stacks(plans: &mut [FunctionPlan], imported: u32) {
+    if !plans.iter().any(|plan| plan.extra.level) {
+        return;
+    }
+    const UNBOUNDED: u64 = u64::MAX;
+    let count = plans.len();
+    // The weight of each function's deepest call chain, callees first.
+    let mut chain = vec![0u64; count];
+    let mut recursive = vec![false; count];
+    depth_first(
+        plans,
+        imported,
+        |_| true,
+        |visit, plans| {
+            let function = match visit {
+                Visit::Cycle { caller, .. } => {
+                    recursive[caller] = true;
+                    return;
+                }
+                Visit::Done(function) => function,
+            };
+            let plan = &plans[function];
+            let mut deepest = 0u64;
+            if plan.indirect_calls || recursive[function] {
+                deepest = UNBOUNDED;
+            }
+            for call in &plan.direct_calls {
+                deepest = deepest.max(match defined(call.callee, imported, count) {
+                    Some(callee) => chain[callee],
+                    None => UNBOUNDED,
+                });
+            }
+            chain[function] = plan.frame_cost.saturating_add(deepest);
+        },
+    );
+    for (plan, chain) in plans.iter_mut().zip(chain) {
+        if plan.extra.level && chain <= LEAF_FRAME_LIMIT {
+            plan.insertions.retain(|i| {
+                !matches!(
+                    i.insert,
+                    Insert::StackEnter | Insert::StackRelease | Insert::StackRecharge
+                )
+            });
+            plan.extra.level = false;
         }
     }
 }

@@ -192,7 +192,8 @@ impl FunctionPlan {
 /// `v128`), over parameters, locals and the deepest operand stack the function reaches.
 pub const FRAME_BASE_COST: u64 = 64;
 
-/// Leaf functions (that call nothing) whose frame weighs at most this skip stack accounting.
+/// A function whose deepest possible call chain (its own frame included) weighs at most this
+/// skips stack accounting (ABI section 4); a leaf whose frame weighs at most this is one.
 pub const LEAF_FRAME_LIMIT: u64 = 4096;
 
 /// What the analysis is asked to plan besides gas.
@@ -295,7 +296,6 @@ pub(crate) fn analyze_function(
         plan,
         max_operands: 0,
         uses_v128: false,
-        calls: false,
     };
     analysis.frames.clear();
     analysis.nan_producers.clear();
@@ -403,17 +403,6 @@ pub(crate) fn analyze_function(
     }
     let slot = if analysis.uses_v128 { 16 } else { 8 };
     analysis.out.frame_cost = FRAME_BASE_COST + local_slots + analysis.max_operands * slot;
-    if analysis.out.extra.level && !analysis.calls && analysis.out.frame_cost <= LEAF_FRAME_LIMIT {
-        // A leaf calls nothing, so it adds at most one frame, of bounded weight, on top of a
-        // chain that was accounted for: it needs no accounting of its own (ABI section 4).
-        analysis.out.insertions.retain(|i| {
-            !matches!(
-                i.insert,
-                Insert::StackEnter | Insert::StackRelease | Insert::StackRecharge
-            )
-        });
-        analysis.out.extra.level = false;
-    }
     // The insertions are sorted once the gas reloads are placed (`calls::place_reloads`).
     scratch.frames = analysis.frames;
     scratch.nan_producers = analysis.nan_producers;
@@ -516,8 +505,6 @@ struct Analysis<'a> {
     plan: Plan<'a>,
     max_operands: u64,
     uses_v128: bool,
-    /// Whether the function calls anything (a function that does not is a leaf).
-    calls: bool,
 }
 
 impl Analysis<'_> {
@@ -775,7 +762,6 @@ impl Analysis<'_> {
             }),
             Operator::MemoryGrow { .. } => Some(size(UnitKind::MemoryPages)),
             Operator::Call { function_index } => {
-                self.calls = true;
                 let call = self.direct_call(*function_index);
                 self.event(GasEvent::Stale {
                     offset: next,
@@ -784,7 +770,6 @@ impl Analysis<'_> {
                 None
             }
             Operator::CallIndirect { .. } | Operator::CallRef { .. } => {
-                self.calls = true;
                 self.out.indirect_calls = true;
                 self.event(GasEvent::Stale {
                     offset: next,
@@ -795,7 +780,6 @@ impl Analysis<'_> {
             Operator::ReturnCall { .. }
             | Operator::ReturnCallIndirect { .. }
             | Operator::ReturnCallRef { .. } => {
-                self.calls = true;
                 match op {
                     Operator::ReturnCall { function_index } => {
                         self.direct_call(*function_index);
