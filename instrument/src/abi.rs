@@ -59,6 +59,24 @@
 //! first caller one charge. (Functions whose entry blocks call each other in a cycle charge
 //! their own.) The prices paid are the same; only when they are paid changes.
 //!
+//! **Counted loops.** A `loop` whose body is a single metered block that ends with a counted
+//! back edge, immediately followed by the loop's `end`,
+//!
+//! ```text
+//! local.get $i  i32.const S  i32.add  local.tee $i  [BOUND  CMP]  br_if 0
+//! ```
+//!
+//! where `S` is 1 or -1, `BOUND` is `local.get $n` or `i32.const N`, `CMP` is `i32.lt_u` or
+//! `i32.lt_s` (with `S` = 1) or `i32.ne`, or `BOUND CMP` is absent (the loop runs while the
+//! counter is not 0), and the body writes `$i` nowhere else and `$n` not at all, runs its body
+//! a number of times the values of `$i` and `$n` at entry determine: with `u = $i + S`
+//! (wrapping), `max(n - u, 0) + 1` for `lt_u`/`lt_s` (in 64-bit arithmetic on the zero- or
+//! sign-extended values) and `((n - u) mod 2^32) + 1` (`S` = 1) or `((u - n) mod 2^32) + 1`
+//! (`S` = -1) for `ne`. Such a loop is charged `iterations * cost` of its body once, right
+//! before the `loop` instruction, and its body charges nothing per iteration. A loop the
+//! budget cannot pay in full runs out of gas before its first iteration; a loop that a trap or
+//! throw ends early leaves its remaining iterations paid.
+//!
 //! Consequences a host relies on:
 //! - after a call that returns normally, gas used is exactly the sum of the prices of the
 //!   instructions executed; a loop pays its body's price on every iteration;
@@ -66,7 +84,8 @@
 //!   be paid did not start), and `gas_left >= 0` means the trap is the module's own;
 //! - when an instruction inside a block traps or a callee throws past it, the rest of that
 //!   block has been paid and is not refunded, including the entry blocks of the calls it
-//!   pre-paid; this over-charge is deterministic;
+//!   pre-paid and, in a counted loop, the iterations it did not run; this over-charge is
+//!   deterministic;
 //! - the counter never wraps: a budget of 0 or less runs out at the first non-free block,
 //!   and a budget of `i64::MAX` is simply large;
 //! - the metering code itself is not charged: gas measures the input module's instructions.

@@ -36,6 +36,9 @@
 //!   and [`calls`] places the reloads once it knows which callees can charge. Direct calls are
 //!   recorded too: [`calls`] moves the entry-block charge of functions only direct calls
 //!   reach into their call sites.
+//! - *Counted loops* ([`CountedLoop`]): a loop whose body is one metered block ending in a
+//!   counted back edge has its body's charge replaced by one charge for all iterations,
+//!   before the `loop`.
 //! - *Size charges* before every bulk operation (`memory.copy/fill/init`, `table.copy/fill/
 //!   init/grow`, `memory.grow`), computed at run time from its length operand.
 //! - *Stack accounting* (when a stack limit is configured): a frame charge at function entry,
@@ -94,11 +97,57 @@ pub(crate) enum Insert {
     StackRecharge,
     /// Replace a NaN on top of the stack with the canonical NaN.
     Canonicalize(FloatKind),
+    /// Charge, before a counted loop, its single metered block's cost times the number of
+    /// iterations the loop will run (see [`CountedLoop`]); the block itself charges nothing.
+    LoopCharge(CountedLoop),
     /// Copy the gas counter into the function's gas local: where a `catch` lands, and where
     /// [`calls::place_reloads`] decides (after the function's entry or a call, when the local
     /// is read before it is stale again). Emitted before any other insertion at the same
     /// offset.
     GasReload,
+}
+
+/// A loop whose body is one metered block ending in a counted back edge, so that the number
+/// of iterations is known when the loop is entered:
+///
+/// ```wat
+/// loop
+///   ...                                   ;; writes neither $i nor $n
+///   local.get $i  i32.const STEP  i32.add  local.tee $i
+///   local.get $n  i32.lt_u                ;; or i32.lt_s, i32.ne, a constant bound,
+///   br_if 0                               ;; or nothing (`!= 0`)
+/// end
+/// ```
+///
+/// with STEP 1 or -1 (`lt_u`/`lt_s` with 1 only). `$i` and `$n` are written nowhere else in the
+/// body, and nothing in a single metered block can branch, so the body runs exactly
+/// `iterations($i, $n)` times unless something traps or throws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CountedLoop {
+    /// The loop's body, a metered block.
+    pub block: u32,
+    /// The counter local (`i32`).
+    pub counter: u32,
+    /// 1 or -1.
+    pub step: i32,
+    pub bound: LoopBound,
+    pub exit: LoopExit,
+}
+
+/// What a counted loop's counter is compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LoopBound {
+    Local(u32),
+    Const(i32),
+}
+
+/// How a counted loop's back edge compares the counter with its bound: it loops while
+/// `counter < bound` (unsigned or signed) or `counter != bound`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LoopExit {
+    LtU,
+    LtS,
+    Ne,
 }
 
 /// One insertion.
@@ -252,6 +301,7 @@ pub(crate) struct Scratch {
     nan_points: Vec<(usize, FloatKind)>,
     nan_sets: Vec<(u32, Option<nans::Kind>)>,
     nans: nans::NanScratch,
+    loop_writes: Vec<u32>,
 }
 
 /// Analyses and validates one function body.
@@ -296,6 +346,9 @@ pub(crate) fn analyze_function(
         plan,
         max_operands: 0,
         uses_v128: false,
+        straight: None,
+        loop_writes: std::mem::take(&mut scratch.loop_writes),
+        counted: None,
     };
     analysis.frames.clear();
     analysis.nan_producers.clear();
@@ -407,6 +460,7 @@ pub(crate) fn analyze_function(
     scratch.frames = analysis.frames;
     scratch.nan_producers = analysis.nan_producers;
     scratch.nan_sets = analysis.nan_sets;
+    scratch.loop_writes = analysis.loop_writes;
     Ok(analysis.out)
 }
 
@@ -505,6 +559,40 @@ struct Analysis<'a> {
     plan: Plan<'a>,
     max_operands: u64,
     uses_v128: bool,
+    /// The innermost loop, while its body is still one metered block.
+    straight: Option<StraightLoop>,
+    /// Locals written in `straight`'s body so far.
+    loop_writes: Vec<u32>,
+    /// A counted back edge just read; the loop qualifies if its `end` comes next.
+    counted: Option<(usize, StraightLoop, CountedLoop)>,
+}
+
+/// The operators a counted loop's back edge is recognised by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recent {
+    Get(u32),
+    Tee(u32),
+    Const(i32),
+    Add,
+    LtU,
+    LtS,
+    Ne,
+    Other,
+}
+
+/// A loop whose body has been one metered block so far.
+#[derive(Clone, Copy, Debug)]
+struct StraightLoop {
+    /// Index of the loop's frame.
+    frame: usize,
+    /// The body's metered block.
+    block: u32,
+    /// Index of the body's charge in the insertions.
+    charge: usize,
+    /// Offset of the `loop` instruction.
+    offset: usize,
+    /// The last operators of the body, oldest first.
+    recent: [Recent; 6],
 }
 
 impl Analysis<'_> {
@@ -523,6 +611,7 @@ impl Analysis<'_> {
     /// Ends the current metered block and starts a new one whose leader is at `leader`.
     fn start_block(&mut self, leader: usize, reachable: bool) {
         self.finish_block();
+        self.straight = None;
         self.current.slot = if reachable {
             let block = self.out.blocks.len() as u32;
             self.out.blocks.push(0);
@@ -626,6 +715,7 @@ impl Analysis<'_> {
         wide: bool,
     ) {
         let reachable = self.reachable();
+        let counted = self.counted.take();
         if let Some(block) = self.current.slot {
             let gas = &mut self.out.blocks[block as usize];
             *gas = gas.saturating_add(u64::from(self.plan.costs.op_price(kind)));
@@ -667,6 +757,16 @@ impl Analysis<'_> {
             Operator::Loop { .. } => {
                 self.push(FrameKind::Loop, next);
                 self.start_block(next, reachable);
+                if let Some(block) = self.current.slot {
+                    self.loop_writes.clear();
+                    self.straight = Some(StraightLoop {
+                        frame: self.frames.len() - 1,
+                        block,
+                        charge: self.out.insertions.len() - 1,
+                        offset,
+                        recent: [Recent::Other; 6],
+                    });
+                }
             }
             Operator::If { .. } => {
                 self.event(GasEvent::Branch);
@@ -681,7 +781,20 @@ impl Analysis<'_> {
                 let arm_reachable = frame.reachable_at_start;
                 self.start_block(next, arm_reachable);
             }
-            Operator::End => self.end(offset, next),
+            Operator::End => {
+                if let Some((frame, body, counted)) = counted {
+                    if frame == self.frames.len() - 1 {
+                        // The back edge was the body's last instruction: pay every iteration
+                        // on entry.
+                        self.out.insertions[body.charge] = Insertion {
+                            offset: body.offset,
+                            insert: Insert::LoopCharge(counted),
+                        };
+                        self.out.extra.size = true;
+                    }
+                }
+                self.end(offset, next)
+            }
             Operator::Br { relative_depth } => {
                 self.event(GasEvent::Branch);
                 if self.target(*relative_depth) {
@@ -693,6 +806,9 @@ impl Analysis<'_> {
             | Operator::BrOnNull { relative_depth }
             | Operator::BrOnNonNull { relative_depth } => {
                 self.event(GasEvent::Branch);
+                if *relative_depth == 0 && matches!(op, Operator::BrIf { .. }) {
+                    self.counted = self.counted_back_edge();
+                }
                 let exits = self.target(*relative_depth);
                 self.start_block(next, reachable);
                 if exits && self.plan.stack_limit {
@@ -738,6 +854,78 @@ impl Analysis<'_> {
             }
             _ => {}
         }
+        if let Some(straight) = &mut self.straight {
+            let recent = match *op {
+                Operator::LocalGet { local_index } => Recent::Get(local_index),
+                Operator::LocalSet { local_index } => {
+                    self.loop_writes.push(local_index);
+                    Recent::Other
+                }
+                Operator::LocalTee { local_index } => {
+                    self.loop_writes.push(local_index);
+                    Recent::Tee(local_index)
+                }
+                Operator::I32Const { value } => Recent::Const(value),
+                Operator::I32Add => Recent::Add,
+                Operator::I32LtU => Recent::LtU,
+                Operator::I32LtS => Recent::LtS,
+                Operator::I32Ne => Recent::Ne,
+                _ => Recent::Other,
+            };
+            straight.recent.rotate_left(1);
+            straight.recent[5] = recent;
+        }
+    }
+
+    /// At a `br_if 0`: whether it is the counted back edge of a loop whose body is one
+    /// metered block ([`CountedLoop`]); the loop qualifies if its `end` follows.
+    fn counted_back_edge(&self) -> Option<(usize, StraightLoop, CountedLoop)> {
+        use Recent::*;
+        let body = self.straight?;
+        if body.frame != self.frames.len() - 1 || self.current.slot != Some(body.block) {
+            return None;
+        }
+        let (counter, step, bound, exit) = match body.recent {
+            [Get(i), Const(step), Add, Tee(t), bound, exit] if i == t => {
+                let bound = match bound {
+                    Get(n) => LoopBound::Local(n),
+                    Const(n) => LoopBound::Const(n),
+                    _ => return None,
+                };
+                let exit = match exit {
+                    LtU if step == 1 => LoopExit::LtU,
+                    LtS if step == 1 => LoopExit::LtS,
+                    Ne => LoopExit::Ne,
+                    _ => return None,
+                };
+                (i, step, bound, exit)
+            }
+            // `br_if` on the counter itself: loops while it is not 0.
+            [_, _, Get(i), Const(step), Add, Tee(t)] if i == t => {
+                (i, step, LoopBound::Const(0), LoopExit::Ne)
+            }
+            _ => return None,
+        };
+        if step != 1 && step != -1 {
+            return None;
+        }
+        // The counter is written once per iteration (by the back edge), the bound never.
+        if self.loop_writes.iter().filter(|&&w| w == counter).count() != 1 {
+            return None;
+        }
+        if let LoopBound::Local(n) = bound {
+            if n == counter || self.loop_writes.contains(&n) {
+                return None;
+            }
+        }
+        let counted = CountedLoop {
+            block: body.block,
+            counter,
+            step,
+            bound,
+            exit,
+        };
+        Some((body.frame, body, counted))
     }
 
     /// Insertions an operator needs besides its block's gas: size charges, stack

@@ -5,7 +5,7 @@
 //! existing local index moves.
 
 use super::code::Code;
-use super::{bulk, gas, nan, stack};
+use super::{bulk, gas, loops, nan, stack};
 use crate::analyze::{FunctionPlan, Insert, UnitKind};
 use crate::cost::CostModel;
 use crate::error::{Error, ErrorKind};
@@ -83,6 +83,13 @@ pub(crate) fn rewrite_body(
                 }
             }
             Insert::Canonicalize(kind) => nan::canonicalize(code, kind, &locals),
+            Insert::LoopCharge(counted) => loops::loop_charge(
+                code,
+                cx.gas_global,
+                &locals,
+                &counted,
+                plan.blocks[counted.block as usize],
+            ),
         }
         ends.push(scratch.len());
     }

@@ -69,6 +69,11 @@ impl Code<'_> {
         sleb(self.0, value);
         self
     }
+    pub fn i32_const(&mut self, value: i32) -> &mut Self {
+        self.0.push(0x41);
+        sleb(self.0, i64::from(value));
+        self
+    }
     pub fn f32_const_bits(&mut self, bits: u32) -> &mut Self {
         self.0.push(0x43);
         self.0.extend_from_slice(&bits.to_le_bytes());
@@ -102,11 +107,15 @@ pub(crate) const SELECT: u8 = 0x1b;
 pub(crate) const F32_EQ: u8 = 0x5b;
 pub(crate) const F64_EQ: u8 = 0x61;
 pub(crate) const I64_LT_S: u8 = 0x53;
+pub(crate) const I64_GT_S: u8 = 0x55;
 pub(crate) const I64_GT_U: u8 = 0x56;
+pub(crate) const I32_ADD: u8 = 0x6a;
+pub(crate) const I32_SUB: u8 = 0x6b;
 pub(crate) const I64_ADD: u8 = 0x7c;
 pub(crate) const I64_SUB: u8 = 0x7d;
 pub(crate) const I64_MUL: u8 = 0x7e;
 pub(crate) const I64_SHR_U: u8 = 0x88;
+pub(crate) const I64_EXTEND_I32_S: u8 = 0xac;
 pub(crate) const I64_EXTEND_I32_U: u8 = 0xad;
 pub(crate) const F32X4_EQ: u8 = 0x41;
 pub(crate) const F64X2_EQ: u8 = 0x47;

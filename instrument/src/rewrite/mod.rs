@@ -10,6 +10,7 @@ mod bulk;
 mod code;
 mod entry;
 mod gas;
+mod loops;
 mod nan;
 mod stack;
 
