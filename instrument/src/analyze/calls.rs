@@ -36,7 +36,7 @@
 //! most that much on top of a chain that was accounted for, the same bound a leaf gets (ABI
 //! section 4). Every function it can call is then bounded too.
 
-use super::{DirectCall, FunctionPlan, GasEvent, Insert, Insertion, INDIRECT, LEAF_FRAME_LIMIT};
+use super::{DirectCall, FunctionPlan, GasEvent, ENTRY, INDIRECT, LEAF_FRAME_LIMIT};
 use std::collections::BTreeSet;
 
 /// What the call-graph decisions need to know about the module besides the plans.
@@ -49,18 +49,14 @@ pub(crate) struct Module<'a> {
     pub start: Option<u32>,
 }
 
-/// Pre-pays entry blocks, places gas-local reloads, and sorts every plan's insertions.
+/// Skips the stack accounting of bounded functions, pre-pays entry blocks, and places
+/// gas-local reloads.
 pub(crate) fn finish(plans: &mut [FunctionPlan], module: &Module<'_>) {
     skip_bounded_stacks(plans, module.imported);
     prepay_entries(plans, module);
     let touches = touching(plans, module.imported);
     for plan in plans.iter_mut() {
         place_reloads(plan, &touches, module.imported);
-        // Insertions were pushed in program order except catch landings at loop starts, NaN
-        // canonicalizations and the reloads; a stable sort keeps ties in push order, gas
-        // reloads first.
-        plan.insertions
-            .sort_by_key(|i| (i.offset, i.insert != Insert::GasReload));
     }
 }
 
@@ -234,13 +230,8 @@ fn skip_bounded_stacks(plans: &mut [FunctionPlan], imported: u32) {
         },
     );
     for (plan, chain) in plans.iter_mut().zip(chain) {
-        if plan.extra.level && chain <= LEAF_FRAME_LIMIT {
-            plan.insertions.retain(|i| {
-                !matches!(
-                    i.insert,
-                    Insert::StackEnter | Insert::StackRelease | Insert::StackRecharge
-                )
-            });
+        if chain <= LEAF_FRAME_LIMIT {
+            // Its stack insertions emit nothing without the local.
             plan.extra.level = false;
         }
     }
@@ -287,15 +278,15 @@ fn touching(plans: &[FunctionPlan], imported: u32) -> Vec<bool> {
 /// Turns a plan's gas events into reloads of its gas local (see the module documentation),
 /// and declares the local only if something reads it.
 fn place_reloads(plan: &mut FunctionPlan, touches: &[bool], imported: u32) {
-    let mut pending: Option<usize> = None;
+    let mut pending: Option<u32> = None;
     let mut reloads = Vec::new();
     let mut reads = false;
     for event in &plan.gas_events {
         let read = match *event {
             GasEvent::Stale { offset, call } => {
                 let stale = match call {
-                    None | Some(INDIRECT) => true,
-                    Some(i) => {
+                    ENTRY | INDIRECT => true,
+                    i => {
                         let callee = plan.direct_calls[i as usize].callee;
                         defined(callee, imported, touches.len()).is_none_or(|f| touches[f])
                     }
@@ -327,16 +318,9 @@ fn place_reloads(plan: &mut FunctionPlan, touches: &[bool], imported: u32) {
             }
         }
     }
-    if !reads {
-        // No charge at all: the local and the reloads at catch landings are not needed.
-        plan.insertions.retain(|i| i.insert != Insert::GasReload);
-        plan.extra.gas = false;
-        return;
+    // Without any charge the local is not needed (and catch landings reload nothing).
+    plan.extra.gas = reads;
+    if reads {
+        plan.reloads = reloads;
     }
-    plan.extra.gas = true;
-    plan.insertions
-        .extend(reloads.into_iter().map(|offset| Insertion {
-            offset,
-            insert: Insert::GasReload,
-        }));
 }

@@ -98,8 +98,8 @@ pub(crate) enum Insert {
     /// Replace a NaN on top of the stack with the canonical NaN.
     Canonicalize(FloatKind),
     /// Charge, before a counted loop, its single metered block's cost times the number of
-    /// iterations the loop will run (see [`CountedLoop`]); the block itself charges nothing.
-    LoopCharge(CountedLoop),
+    /// iterations the loop will run: the loop with this index in [`FunctionPlan::loops`].
+    LoopCharge(u32),
     /// Copy the gas counter into the function's gas local: where a `catch` lands, and where
     /// [`calls::place_reloads`] decides (after the function's entry or a call, when the local
     /// is read before it is stale again). Emitted before any other insertion at the same
@@ -153,8 +153,8 @@ pub(crate) enum LoopExit {
 /// One insertion.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Insertion {
-    /// Absolute byte offset into the input module.
-    pub offset: usize,
+    /// Absolute byte offset into the input module (which `rewrite_module` keeps below 4 GiB).
+    pub offset: u32,
     /// What to insert there.
     pub insert: Insert,
 }
@@ -196,6 +196,11 @@ pub(crate) struct FunctionPlan {
     pub indirect_calls: bool,
     /// What touches the gas local, in program order, for [`calls::place_reloads`].
     pub gas_events: Vec<GasEvent>,
+    /// The counted loops, indexed by [`Insert::LoopCharge`].
+    pub loops: Vec<CountedLoop>,
+    /// Offsets of the gas reloads [`calls::place_reloads`] chose, in increasing order; emitted
+    /// before the insertions at the same offset.
+    pub reloads: Vec<u32>,
 }
 
 /// A reachable direct call.
@@ -210,10 +215,10 @@ pub(crate) struct DirectCall {
 /// What the placement of gas-local reloads needs to know about the code, in program order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum GasEvent {
-    /// The counter may have changed: at the function's entry (`call: None`) or after the
-    /// call `direct_calls[i]` (`Some(i)`) or an indirect call (`Some(u32::MAX)`); the reload
-    /// would go at `offset`.
-    Stale { offset: usize, call: Option<u32> },
+    /// The counter may have changed: at the function's entry (`call` is [`ENTRY`]), after the
+    /// call `direct_calls[call]`, or after an indirect call ([`INDIRECT`]); the reload would
+    /// go at `offset`.
+    Stale { offset: u32, call: u32 },
     /// The metered block with this index starts; its charge reads the local if its cost
     /// (after pre-payment) is not 0.
     Block(u32),
@@ -229,6 +234,8 @@ pub(crate) enum GasEvent {
 
 /// The `call` field of [`GasEvent::Stale`] after an indirect call.
 pub(crate) const INDIRECT: u32 = u32::MAX;
+/// The `call` field of [`GasEvent::Stale`] at the function's entry.
+pub(crate) const ENTRY: u32 = u32::MAX - 1;
 
 impl FunctionPlan {
     /// How many metered blocks cost more than nothing.
@@ -290,6 +297,8 @@ struct Frame {
 struct Current {
     /// Index of this block in `FunctionPlan::blocks`, when it is reachable.
     slot: Option<u32>,
+    /// Its cost so far (written to `FunctionPlan::blocks` when it ends).
+    gas: u64,
 }
 
 /// Reusable buffers, so that analysing many functions does not allocate per function.
@@ -328,21 +337,25 @@ pub(crate) fn analyze_function(
 
     let mut analysis = Analysis {
         out: FunctionPlan {
-            insertions: Vec::new(),
             ops_start,
             locals,
             frame_cost: 0,
             extra: ExtraLocals::default(),
-            blocks: Vec::new(),
-            direct_calls: Vec::new(),
             indirect_calls: false,
-            gas_events: Vec::new(),
+            // Generous capacities: what is never written is never touched, and growing these
+            // lists (they live until the whole code section is planned) costs copies.
+            insertions: Vec::with_capacity(body.range().len() / 8 + 4),
+            blocks: Vec::with_capacity(body.range().len() / 16 + 1),
+            direct_calls: Vec::with_capacity(body.range().len() / 32),
+            gas_events: Vec::with_capacity(body.range().len() / 6 + 4),
+            loops: Vec::new(),
+            reloads: Vec::new(),
         },
         frames: std::mem::take(&mut scratch.frames),
         nan_producers: std::mem::take(&mut scratch.nan_producers),
         nan_sets: std::mem::take(&mut scratch.nan_sets),
         previous_hint: None,
-        current: Current { slot: None },
+        current: Current { slot: None, gas: 0 },
         plan,
         max_operands: 0,
         uses_v128: false,
@@ -363,8 +376,8 @@ pub(crate) fn analyze_function(
         start: ops_start,
     });
     analysis.event(GasEvent::Stale {
-        offset: ops_start,
-        call: None,
+        offset: ops_start as u32,
+        call: ENTRY,
     });
     if plan.stack_limit {
         analysis.out.extra.level = true;
@@ -456,7 +469,18 @@ pub(crate) fn analyze_function(
     }
     let slot = if analysis.uses_v128 { 16 } else { 8 };
     analysis.out.frame_cost = FRAME_BASE_COST + local_slots + analysis.max_operands * slot;
-    // The insertions are sorted once the gas reloads are placed (`calls::place_reloads`).
+    let calls = !analysis.out.direct_calls.is_empty() || analysis.out.indirect_calls;
+    if analysis.out.extra.level && !calls && analysis.out.frame_cost <= LEAF_FRAME_LIMIT {
+        // A leaf with a small frame needs no stack accounting (ABI section 4): its stack
+        // insertions emit nothing.
+        analysis.out.extra.level = false;
+    }
+    // Insertions were pushed in program order except catch landings at loop starts and NaN
+    // canonicalizations; a stable sort keeps ties in push order, gas reloads first.
+    let key = |i: &Insertion| (i.offset, i.insert != Insert::GasReload);
+    if !analysis.out.insertions.is_sorted_by_key(key) {
+        analysis.out.insertions.sort_by_key(key);
+    }
     scratch.frames = analysis.frames;
     scratch.nan_producers = analysis.nan_producers;
     scratch.nan_sets = analysis.nan_sets;
@@ -601,6 +625,7 @@ impl Analysis<'_> {
     }
 
     fn insert(&mut self, offset: usize, insert: Insert) {
+        let offset = offset as u32;
         self.out.insertions.push(Insertion { offset, insert });
     }
 
@@ -624,7 +649,10 @@ impl Analysis<'_> {
     }
 
     fn finish_block(&mut self) {
-        self.current.slot = None;
+        if let Some(slot) = self.current.slot.take() {
+            self.out.blocks[slot as usize] = self.current.gas;
+        }
+        self.current.gas = 0;
     }
 
     /// Marks the frame `depth` levels out as the target of a reachable branch; returns
@@ -715,10 +743,17 @@ impl Analysis<'_> {
         wide: bool,
     ) {
         let reachable = self.reachable();
-        let counted = self.counted.take();
-        if let Some(block) = self.current.slot {
-            let gas = &mut self.out.blocks[block as usize];
-            *gas = gas.saturating_add(u64::from(self.plan.costs.op_price(kind)));
+        // (Checked first: the value is large, and almost always `None`.)
+        let counted = if self.counted.is_some() {
+            self.counted.take()
+        } else {
+            None
+        };
+        if reachable {
+            self.current.gas = self
+                .current
+                .gas
+                .saturating_add(u64::from(self.plan.costs.op_price(kind)));
             if kind.info().simd {
                 self.uses_v128 = true;
             }
@@ -786,9 +821,11 @@ impl Analysis<'_> {
                     if frame == self.frames.len() - 1 {
                         // The back edge was the body's last instruction: pay every iteration
                         // on entry.
+                        let index = self.out.loops.len() as u32;
+                        self.out.loops.push(counted);
                         self.out.insertions[body.charge] = Insertion {
-                            offset: body.offset,
-                            insert: Insert::LoopCharge(counted),
+                            offset: body.offset as u32,
+                            insert: Insert::LoopCharge(index),
                         };
                         self.out.extra.size = true;
                     }
@@ -952,16 +989,16 @@ impl Analysis<'_> {
             Operator::Call { function_index } => {
                 let call = self.direct_call(*function_index);
                 self.event(GasEvent::Stale {
-                    offset: next,
-                    call: Some(call),
+                    offset: next as u32,
+                    call,
                 });
                 None
             }
             Operator::CallIndirect { .. } | Operator::CallRef { .. } => {
                 self.out.indirect_calls = true;
                 self.event(GasEvent::Stale {
-                    offset: next,
-                    call: Some(INDIRECT),
+                    offset: next as u32,
+                    call: INDIRECT,
                 });
                 None
             }

@@ -6,7 +6,7 @@
 
 use super::code::Code;
 use super::{bulk, gas, loops, nan, stack};
-use crate::analyze::{FunctionPlan, Insert, UnitKind};
+use crate::analyze::{FunctionPlan, Insert, Insertion, UnitKind};
 use crate::cost::CostModel;
 use crate::error::{Error, ErrorKind};
 use std::ops::Range;
@@ -52,15 +52,37 @@ pub(crate) fn rewrite_body(
     scratch.clear();
     let (locals, declarations) = declare_locals(wasm, body.start, plan)?;
 
-    // Where each insertion's code ends in `scratch`.
-    let mut ends = Vec::with_capacity(plan.insertions.len());
-    for insertion in &plan.insertions {
+    // The insertions merged with the gas reloads (first at the same offset), and where each
+    // one's code ends in `scratch`.
+    let mut ends: Vec<(u32, usize)> =
+        Vec::with_capacity(plan.insertions.len() + plan.reloads.len());
+    let mut reloads = plan.reloads.iter().copied().peekable();
+    let mut insertions = plan.insertions.iter().copied().peekable();
+    loop {
+        let reload_first = match (reloads.peek(), insertions.peek()) {
+            (Some(&offset), Some(next)) => offset <= next.offset,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let insertion = match (reload_first, reloads.next_if(|_| reload_first)) {
+            (true, Some(offset)) => Insertion {
+                offset,
+                insert: Insert::GasReload,
+            },
+            _ => match insertions.next() {
+                Some(insertion) => insertion,
+                None => break,
+            },
+        };
         let code = &mut Code(scratch);
         match insertion.insert {
             Insert::Charge(block) => match plan.blocks[block as usize] {
                 0 => {}
                 cost => gas::charge(code, cx.gas_global, locals.gas, gas::Amount::Const(cost)),
             },
+            // Without the local (nothing reads it), catch landings reload nothing.
+            Insert::GasReload if !plan.extra.gas => {}
             Insert::GasReload => gas::reload(code, cx.gas_global, locals.gas),
             Insert::SizeCharge { unit, wide } => {
                 let price = match unit {
@@ -70,6 +92,9 @@ pub(crate) fn rewrite_body(
                 };
                 bulk::size_charge(code, cx.gas_global, &locals, price, wide);
             }
+            // A function whose call chains are bounded skips its stack accounting.
+            Insert::StackEnter | Insert::StackRelease | Insert::StackRecharge
+                if !plan.extra.level => {}
             Insert::StackEnter | Insert::StackRelease | Insert::StackRecharge => {
                 let Some(stack_global) = cx.stack_global else {
                     return Err(internal("stack accounting without a stack counter"));
@@ -83,15 +108,13 @@ pub(crate) fn rewrite_body(
                 }
             }
             Insert::Canonicalize(kind) => nan::canonicalize(code, kind, &locals),
-            Insert::LoopCharge(counted) => loops::loop_charge(
-                code,
-                cx.gas_global,
-                &locals,
-                &counted,
-                plan.blocks[counted.block as usize],
-            ),
+            Insert::LoopCharge(index) => {
+                let counted = &plan.loops[index as usize];
+                let cost = plan.blocks[counted.block as usize];
+                loops::loop_charge(code, cx.gas_global, &locals, counted, cost)
+            }
         }
-        ends.push(scratch.len());
+        ends.push((insertion.offset, scratch.len()));
     }
 
     let size = declarations.len() + (body.end - plan.ops_start) + scratch.len();
@@ -100,10 +123,11 @@ pub(crate) fn rewrite_body(
     out.extend_from_slice(&declarations);
     let mut cursor = plan.ops_start;
     let mut inserted = 0;
-    for (insertion, end) in plan.insertions.iter().zip(ends) {
-        out.extend_from_slice(&wasm[cursor..insertion.offset]);
+    for (offset, end) in ends {
+        let offset = offset as usize;
+        out.extend_from_slice(&wasm[cursor..offset]);
         out.extend_from_slice(&scratch[inserted..end]);
-        cursor = insertion.offset;
+        cursor = offset;
         inserted = end;
     }
     out.extend_from_slice(&wasm[cursor..body.end]);

@@ -231,6 +231,12 @@ pub(crate) fn rewrite_module(
     options: &Options,
     features: WasmFeatures,
 ) -> Result<(Vec<u8>, Stats), Error> {
+    // Insertion offsets are `u32`; no engine accepts a module anywhere near this size.
+    if u32::try_from(wasm.len()).is_err() {
+        return Err(Error::new(ErrorKind::Limit {
+            message: "modules of 4 GiB or more are not supported".into(),
+        }));
+    }
     let survey = survey(wasm)?;
     let gas_global = survey
         .imported_globals
