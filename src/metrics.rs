@@ -57,7 +57,9 @@ impl SandboxMetrics {
         self.gas_used = self.gas_used.saturating_add(call.gas_used);
         self.memory_bytes = call.memory_bytes;
         self.peak_memory_bytes = self.peak_memory_bytes.max(call.peak_memory_bytes);
-        self.wall_time += call.wall_time;
+        if !call.wall_time.is_zero() {
+            self.wall_time = self.wall_time.saturating_add(call.wall_time);
+        }
         self.host_calls += call.host_calls;
         self.last_call = Some(call);
     }

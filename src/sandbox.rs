@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::determinism;
 use crate::error::{Error, ErrorKind};
 use crate::limits::{Limiter, MemoryLimitHit};
-use crate::metrics::SandboxMetrics;
+use crate::metrics::{CallMetrics, SandboxMetrics};
 use crate::runtime::{CompiledModule, Runtime};
 use crate::snapshot::Snapshot;
 use crate::wasi::WasiState;
@@ -277,6 +277,13 @@ impl Sandbox {
     /// Its configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The metrics of the last call, whether it returned or failed (`None` before the first).
+    /// [`TypedExport::call`](crate::TypedExport::call) returns only the results; this is
+    /// where its gas and time are.
+    pub fn last_call(&self) -> Option<CallMetrics> {
+        self.metrics.last_call
     }
 
     /// What it has used so far.

@@ -563,9 +563,9 @@ fn nan_results_are_canonical_through_the_sandbox() {
 fn typed_exports_call_fast_and_refuse_to_outlive_their_instance() {
     let mut sandbox = loaded("add.wasm", Config::default());
     let add = sandbox.typed::<(i32, i32), i32>("add").unwrap();
-    let (sum, metrics) = add.call(&mut sandbox, (3, 7)).unwrap();
+    let sum = add.call(&mut sandbox, (3, 7)).unwrap();
     assert_eq!(sum, 10);
-    assert_eq!(metrics.gas_used, 3);
+    assert_eq!(sandbox.last_call().unwrap().gas_used, 3);
     assert_eq!(sandbox.metrics().calls, 1);
     let err = sandbox.typed::<i64, i32>("add").unwrap_err();
     assert!(
@@ -581,6 +581,9 @@ fn typed_exports_call_fast_and_refuse_to_outlive_their_instance() {
         matches!(err.kind(), ErrorKind::GasExhausted { used: 1000, .. }),
         "{err}"
     );
+    // A failed call's metrics are recorded too.
+    assert_eq!(spin.last_call().unwrap().gas_used, 1000);
+    assert_eq!(spin.metrics().calls, 1);
 
     // A handle from another sandbox is refused, not misused.
     let mut other = loaded("add.wasm", Config::default());
@@ -712,7 +715,8 @@ fn typed_exports_through_entry_points_agree_with_calls_by_name() {
     let fib = typed.typed::<i32, i32>("fib").unwrap();
     for n in [0, 1, 10, 20] {
         let named = by_name.call("fib", &[Value::I32(n)]).unwrap();
-        let (value, metrics) = fib.call(&mut typed, n).unwrap();
+        let value = fib.call(&mut typed, n).unwrap();
+        let metrics = typed.last_call().unwrap();
         assert_eq!(named.values(), &[Value::I32(value)]);
         assert_eq!(named.metrics.gas_used, metrics.gas_used, "fib({n})");
         assert!(metrics.gas_used > 0);
@@ -728,7 +732,8 @@ fn typed_exports_through_entry_points_agree_with_calls_by_name() {
         matches!(err.kind(), ErrorKind::GasExhausted { used: 5_000, .. }),
         "{err}"
     );
-    let (value, metrics) = fib.call(&mut small, 10).unwrap();
+    let value = fib.call(&mut small, 10).unwrap();
+    let metrics = small.last_call().unwrap();
     assert_eq!(value, 55);
     let mut reference = loaded("fibonacci.wasm", config);
     let named = reference.call("fib", &[Value::I32(10)]).unwrap();
@@ -746,7 +751,8 @@ fn typed_exports_through_entry_points_agree_with_calls_by_name() {
     let depth = deep.typed::<i32, i32>("depth").unwrap();
     let err = depth.call(&mut deep, 1_000_000).unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::StackLimit { .. }), "{err}");
-    let (value, metrics) = depth.call(&mut deep, 1_000).unwrap();
+    let value = depth.call(&mut deep, 1_000).unwrap();
+    let metrics = deep.last_call().unwrap();
     assert_eq!(value, 1_000);
     let named = deep.call("depth", &[Value::I32(1_000)]).unwrap();
     assert_eq!(named.metrics.gas_used, metrics.gas_used);
@@ -766,7 +772,8 @@ fn typed_exports_through_entry_points_agree_with_calls_by_name() {
     let config = Config::default().with_host_function(host_add(calls.clone()));
     let mut host = loaded("host-caller.wasm", config.clone());
     let compute = host.typed::<i32, i32>("compute").unwrap();
-    let (value, metrics) = compute.call(&mut host, 5).unwrap();
+    let value = compute.call(&mut host, 5).unwrap();
+    let metrics = host.last_call().unwrap();
     let mut reference = loaded("host-caller.wasm", config);
     let named = reference.call("compute", &[Value::I32(5)]).unwrap();
     assert_eq!(named.values(), &[Value::I32(value)]);
