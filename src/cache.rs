@@ -388,6 +388,7 @@ impl Runtime {
             stack_limit: entry.stack_limit,
             module_hash: entry.module_hash,
             instrumented: Arc::from(entry.instrumented),
+            export_table: Arc::default(),
         })
     }
 

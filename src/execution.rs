@@ -136,17 +136,16 @@ impl Sandbox {
     /// [`ErrorKind::HostFunction`]. After any of them the sandbox is loaded again and usable.
     pub fn call(&mut self, export: &str, args: &[Value]) -> Result<Execution, Error> {
         self.expect_status(Status::Loaded, "call")?;
-        let cached = self.cached_export(export)?;
+        let (cached, info) = self.cached_export(export)?;
         let (func, entry) = (cached.func, cached.entry);
-        let matches = cached.params.len() == args.len()
-            && cached.params.iter().zip(args).all(|(t, v)| v.has_type(t));
+        let matches = info.params.len() == args.len()
+            && info.params.iter().zip(args).all(|(t, v)| v.has_type(t));
         if !matches {
             return Err(Error::new(ErrorKind::ArgumentMismatch {
                 name: export.to_string(),
                 expected: format!(
                     "({})",
-                    cached
-                        .params
+                    info.params
                         .iter()
                         .map(|t| t.to_string())
                         .collect::<Vec<_>>()
@@ -161,10 +160,9 @@ impl Sandbox {
                 ),
             }));
         }
-        let mut results: Vec<Val> = Vec::with_capacity(cached.results.len() + 1);
+        let mut results: Vec<Val> = Vec::with_capacity(info.results.len() + 1);
         results.extend(
-            cached
-                .results
+            info.results
                 .iter()
                 .map(|t| Val::default_for_ty(t).unwrap_or(Val::I32(0))),
         );
@@ -321,33 +319,43 @@ impl Sandbox {
     /// A function export and its type, from the per-instance cache or looked up once.
     /// A function export, its type and its entry point (ABI section 11) when the module has
     /// one, from the per-instance cache or looked up once.
-    fn cached_export(&mut self, export: &str) -> Result<&CachedExport, Error> {
-        let cached = self
-            .loaded
-            .as_ref()
-            .is_some_and(|l| l.exports.contains_key(export));
-        if !cached {
-            let func = self.export_func(export)?;
-            let ty = func.ty(&self.store);
-            let entry_name = format!(
-                "{}{export}",
-                ri_sandbox_instrument::abi::ENTRY_EXPORT_PREFIX
-            );
-            let entry = self.instance()?.get_func(&mut self.store, &entry_name);
-            let value = CachedExport {
-                func,
-                params: ty.params().collect(),
-                results: ty.results().collect(),
-                entry,
-            };
-            if let Some(loaded) = self.loaded.as_mut() {
-                loaded.exports.insert(export.into(), value);
-            }
+    fn cached_export(
+        &mut self,
+        export: &str,
+    ) -> Result<(CachedExport, &crate::runtime::ExportInfo), Error> {
+        let Some(loaded) = self.loaded.as_mut() else {
+            return Err(Error::engine("no module is loaded"));
+        };
+        let table = loaded.module.export_table();
+        let unknown = || {
+            Error::new(ErrorKind::UnknownExport {
+                name: export.to_string(),
+            })
+        };
+        let index = table.index(export).ok_or_else(unknown)? as usize;
+        let info = &table.exports[index];
+        if loaded.exports.len() <= index {
+            loaded.exports.resize_with(table.exports.len(), || None);
         }
-        self.loaded
-            .as_ref()
-            .and_then(|l| l.exports.get(export))
-            .ok_or_else(|| Error::engine("no module is loaded"))
+        let cached = match loaded.exports[index] {
+            Some(cached) => cached,
+            None => {
+                let instance = loaded.instance;
+                let func = instance
+                    .get_module_export(&mut self.store, &info.func)
+                    .and_then(wasmtime::Extern::into_func)
+                    .ok_or_else(unknown)?;
+                let entry = info.entry.as_ref().and_then(|entry| {
+                    instance
+                        .get_module_export(&mut self.store, entry)
+                        .and_then(wasmtime::Extern::into_func)
+                });
+                let cached = CachedExport { func, entry };
+                loaded.exports[index] = Some(cached);
+                cached
+            }
+        };
+        Ok((cached, info))
     }
 
     fn export_func(&mut self, export: &str) -> Result<Func, Error> {

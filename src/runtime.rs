@@ -180,6 +180,7 @@ impl Runtime {
             stack_limit: config.stack_limit,
             module_hash: module_fingerprint(&binary),
             instrumented: Arc::from(instrumented.module),
+            export_table: Arc::default(),
         })
     }
 }
@@ -230,6 +231,60 @@ pub struct CompiledModule {
     /// The instrumented module's bytes (what the cache and ready files store beside the
     /// compiled artifact).
     pub(crate) instrumented: Arc<[u8]>,
+    /// Its function exports, made on first use and shared by every sandbox that loads it.
+    pub(crate) export_table: Arc<std::sync::OnceLock<ExportTable>>,
+}
+
+/// What a call by name needs to know about a module's function exports, worked out once per
+/// compiled module: looking a function up by its precomputed index, and reading its type from
+/// the module, is much cheaper per instance than by name and through wasmtime's type registry.
+#[derive(Default)]
+pub(crate) struct ExportTable {
+    by_name: std::collections::HashMap<Box<str>, u32>,
+    pub exports: Vec<ExportInfo>,
+}
+
+/// One function export.
+pub(crate) struct ExportInfo {
+    pub func: wasmtime::ModuleExport,
+    /// Its entry point (ABI section 11), when the module has one.
+    pub entry: Option<wasmtime::ModuleExport>,
+    pub params: Box<[wasmtime::ValType]>,
+    pub results: Box<[wasmtime::ValType]>,
+}
+
+impl ExportTable {
+    fn new(module: &wasmtime::Module) -> ExportTable {
+        let mut table = ExportTable::default();
+        for export in module.exports() {
+            let wasmtime::ExternType::Func(ty) = export.ty() else {
+                continue;
+            };
+            let Some(func) = module.get_export_index(export.name()) else {
+                continue;
+            };
+            let entry_name = format!(
+                "{}{}",
+                ri_sandbox_instrument::abi::ENTRY_EXPORT_PREFIX,
+                export.name()
+            );
+            table
+                .by_name
+                .insert(export.name().into(), table.exports.len() as u32);
+            table.exports.push(ExportInfo {
+                func,
+                entry: module.get_export_index(&entry_name),
+                params: ty.params().collect(),
+                results: ty.results().collect(),
+            });
+        }
+        table
+    }
+
+    /// The index of the function export `name`.
+    pub fn index(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
+    }
 }
 
 impl std::fmt::Debug for CompiledModule {
@@ -241,6 +296,12 @@ impl std::fmt::Debug for CompiledModule {
 }
 
 impl CompiledModule {
+    /// Its function exports (see [`ExportTable`]).
+    pub(crate) fn export_table(&self) -> &ExportTable {
+        self.export_table
+            .get_or_init(|| ExportTable::new(&self.module))
+    }
+
     /// SHA-256 of the original module's bytes and the ABI version: what snapshots carry to name
     /// their module. A snapshot's state is expressed in the original module's index spaces,
     /// so it stays valid across instrumenter changes that keep the ABI version, and across

@@ -70,10 +70,9 @@ pub(crate) struct StoreState {
 /// The loaded module's instance and the ABI's counters.
 /// A function export looked up once per instance: the function, its signature, and its entry
 /// point (ABI section 11) when the module has one.
+#[derive(Clone, Copy)]
 pub(crate) struct CachedExport {
     pub func: wasmtime::Func,
-    pub params: Box<[wasmtime::ValType]>,
-    pub results: Box<[wasmtime::ValType]>,
     pub entry: Option<wasmtime::Func>,
 }
 
@@ -82,8 +81,9 @@ pub(crate) struct Loaded {
     pub gas: Global,
     pub stack: Option<Global>,
     pub module: CompiledModule,
-    /// Function exports looked up so far, with their types: calls by name look here first.
-    pub exports: std::collections::HashMap<Box<str>, CachedExport>,
+    /// This instance's function exports looked up so far, by index in the module's
+    /// [`ExportTable`](crate::runtime::ExportTable): calls by name look here first.
+    pub exports: Vec<Option<CachedExport>>,
 }
 
 /// What a suspended sandbox keeps to come back: its state, its module and its metrics.
@@ -223,7 +223,7 @@ fn instantiate_in(
         gas,
         stack,
         module: module.clone(),
-        exports: std::collections::HashMap::new(),
+        exports: Vec::new(),
     })
 }
 
