@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, TrapCode};
 use crate::host::{HostFailure, HostOutOfGas};
 use crate::limits::MemoryLimitHit;
 use crate::metrics::CallMetrics;
-use crate::sandbox::{CachedExport, Sandbox, Status};
+use crate::sandbox::{no_store, CachedExport, Sandbox, Status};
 use crate::value::Value;
 use std::time::{Duration, Instant};
 use wasmtime::{Func, Val};
@@ -99,13 +99,18 @@ impl<Params: EntryParams, Results: EntryResults> TypedExport<Params, Results> {
         let mut out = None;
         match &self.entry {
             Some(entry) => sandbox.run_core(false, |s, budget| {
-                let (results, gas_left) =
-                    Results::split(entry.call(&mut s.store, params.with_budget(budget))?);
+                let (results, gas_left) = Results::split(entry.call(
+                    s.store.as_mut().ok_or_else(no_store)?,
+                    params.with_budget(budget),
+                )?);
                 out = Some(results);
                 Ok(Some(gas_left))
             })?,
             None => sandbox.run_with(|s| {
-                out = Some(self.func.call(&mut s.store, params)?);
+                out = Some(
+                    self.func
+                        .call(s.store.as_mut().ok_or_else(no_store)?, params)?,
+                );
                 Ok(())
             })?,
         };
@@ -177,7 +182,11 @@ impl Sandbox {
                 results.push(Val::I64(0));
                 self.run_core(false, |s, budget| {
                     params[0] = Val::I64(budget);
-                    entry.call(&mut s.store, &params, &mut results)?;
+                    entry.call(
+                        s.store.as_mut().ok_or_else(no_store)?,
+                        &params,
+                        &mut results,
+                    )?;
                     Ok(results.pop().and_then(|gas| gas.i64()))
                 })?
             }
@@ -219,14 +228,15 @@ impl Sandbox {
         })?;
         let instance = self.instance()?;
         let alloc = instance
-            .get_typed_func::<i32, i32>(&mut self.store, "__alloc")
+            .get_typed_func::<i32, i32>(self.store.as_mut().ok_or_else(no_store)?, "__alloc")
             .map_err(|_| Error::new(ErrorKind::MissingAlloc))?;
         let func = self.export_func(export)?;
-        let typed = func.typed::<(i32, i32), i64>(&self.store).map_err(|_| {
+        let store = self.store.as_ref().ok_or_else(no_store)?;
+        let typed = func.typed::<(i32, i32), i64>(store).map_err(|_| {
             Error::new(ErrorKind::ArgumentMismatch {
                 name: export.to_string(),
                 expected: "(i32, i32) -> i64 in JSON mode".into(),
-                got: format!("{}", func.ty(&self.store)),
+                got: format!("{}", func.ty(store)),
             })
         })?;
         let len = i32::try_from(bytes.len()).map_err(|_| {
@@ -237,9 +247,9 @@ impl Sandbox {
         let mut ptr = 0i32;
         let mut packed = 0i64;
         let metrics = self.run_with(|sandbox| {
-            ptr = alloc.call(&mut sandbox.store, len)?;
+            ptr = alloc.call(sandbox.store.as_mut().ok_or_else(no_store)?, len)?;
             sandbox.write_guest(ptr as u32 as u64, &bytes)?;
-            packed = typed.call(&mut sandbox.store, (ptr, len))?;
+            packed = typed.call(sandbox.store.as_mut().ok_or_else(no_store)?, (ptr, len))?;
             Ok(())
         })?;
         let result_ptr = (packed as u64) >> 32;
@@ -272,10 +282,12 @@ impl Sandbox {
     ) -> Result<TypedExport<Params, Results>, Error> {
         self.expect_status(Status::Loaded, "look up an export of")?;
         let func = self.export_func(export)?;
-        let typed = func.typed::<Params, Results>(&self.store).map_err(|e| {
+        let instance = self.instance()?;
+        let store = self.store.as_mut().ok_or_else(no_store)?;
+        let typed = func.typed::<Params, Results>(&*store).map_err(|e| {
             Error::new(ErrorKind::ArgumentMismatch {
                 name: export.to_string(),
-                expected: format!("{}", func.ty(&self.store)),
+                expected: format!("{}", func.ty(&*store)),
                 got: e.to_string(),
             })
         })?;
@@ -285,13 +297,10 @@ impl Sandbox {
             "{}{export}",
             ri_sandbox_instrument::abi::ENTRY_EXPORT_PREFIX
         );
-        let entry = self
-            .instance()?
-            .get_func(&mut self.store, &entry_name)
-            .and_then(|f| {
-                f.typed::<Params::WithBudget, Results::WithGas>(&self.store)
-                    .ok()
-            });
+        let entry = instance.get_func(&mut *store, &entry_name).and_then(|f| {
+            f.typed::<Params::WithBudget, Results::WithGas>(&*store)
+                .ok()
+        });
         Ok(TypedExport {
             func: typed,
             entry,
@@ -302,7 +311,7 @@ impl Sandbox {
     /// The parameter and result types of a function export, if there is one.
     pub fn export_signature(&mut self, export: &str) -> Option<(Vec<String>, Vec<String>)> {
         let func = self.export_func(export).ok()?;
-        let ty = func.ty(&self.store);
+        let ty = func.ty(self.store.as_ref()?);
         Some((
             ty.params().map(|t| t.to_string()).collect(),
             ty.results().map(|t| t.to_string()).collect(),
@@ -341,13 +350,14 @@ impl Sandbox {
             Some(cached) => cached,
             None => {
                 let instance = loaded.instance;
+                let store = self.store.as_mut().ok_or_else(no_store)?;
                 let func = instance
-                    .get_module_export(&mut self.store, &info.func)
+                    .get_module_export(&mut *store, &info.func)
                     .and_then(wasmtime::Extern::into_func)
                     .ok_or_else(unknown)?;
                 let entry = info.entry.as_ref().and_then(|entry| {
                     instance
-                        .get_module_export(&mut self.store, entry)
+                        .get_module_export(&mut *store, entry)
                         .and_then(wasmtime::Extern::into_func)
                 });
                 let cached = CachedExport { func, entry };
@@ -360,7 +370,8 @@ impl Sandbox {
 
     fn export_func(&mut self, export: &str) -> Result<Func, Error> {
         let instance = self.instance()?;
-        instance.get_func(&mut self.store, export).ok_or_else(|| {
+        let store = self.store.as_mut().ok_or_else(no_store)?;
+        instance.get_func(store, export).ok_or_else(|| {
             Error::new(ErrorKind::UnknownExport {
                 name: export.to_string(),
             })
@@ -370,7 +381,7 @@ impl Sandbox {
     fn memory(&mut self) -> Result<wasmtime::Memory, Error> {
         let instance = self.instance()?;
         instance
-            .get_memory(&mut self.store, "memory")
+            .get_memory(self.store.as_mut().ok_or_else(no_store)?, "memory")
             .ok_or_else(|| {
                 Error::new(ErrorKind::OutOfBounds {
                     ptr: 0,
@@ -382,7 +393,7 @@ impl Sandbox {
 
     fn write_guest(&mut self, ptr: u64, bytes: &[u8]) -> wasmtime::Result<()> {
         let memory = self.memory().map_err(wasmtime::Error::new)?;
-        let data = memory.data_mut(&mut self.store);
+        let data = memory.data_mut(self.store.as_mut().ok_or_else(no_store)?);
         let size = data.len() as u64;
         match ptr
             .checked_add(bytes.len() as u64)
@@ -402,7 +413,7 @@ impl Sandbox {
 
     fn read_guest(&mut self, ptr: u64, len: u64) -> Result<Vec<u8>, Error> {
         let memory = self.memory()?;
-        let data = memory.data(&self.store);
+        let data = memory.data(self.store.as_ref().ok_or_else(no_store)?);
         let size = data.len() as u64;
         match ptr.checked_add(len).filter(|end| *end <= size) {
             Some(end) => Ok(data[ptr as usize..end as usize].to_vec()),
@@ -421,7 +432,13 @@ impl Sandbox {
         params: &[Val],
         results: &mut [Val],
     ) -> Result<CallMetrics, Error> {
-        self.run_with(|sandbox| func.call(&mut sandbox.store, params, results))
+        self.run_with(|sandbox| {
+            func.call(
+                sandbox.store.as_mut().ok_or_else(no_store)?,
+                params,
+                results,
+            )
+        })
     }
 
     /// Sets the budget, the stack counter and the deadline, runs `body`, and accounts for it.
@@ -450,13 +467,16 @@ impl Sandbox {
             None => return Err(Error::engine("no module is loaded")),
         };
         let budget = self.config.gas_budget();
+        let Some(store) = self.store.as_mut() else {
+            return Err(no_store());
+        };
         if set_counters {
             let stack_limit = i64::try_from(self.config.stack_limit).unwrap_or(i64::MAX);
-            gas.set(&mut self.store, Val::I64(budget))
+            gas.set(&mut *store, Val::I64(budget))
                 .map_err(Error::engine)?;
             if let Some(stack) = stack {
                 stack
-                    .set(&mut self.store, Val::I64(stack_limit))
+                    .set(&mut *store, Val::I64(stack_limit))
                     .map_err(Error::engine)?;
             }
         }
@@ -466,9 +486,9 @@ impl Sandbox {
             0 => u64::MAX / 2,
             ms => ms.div_ceil(crate::runtime::EPOCH_TICK.as_millis() as u64),
         };
-        self.store.set_epoch_deadline(ticks);
+        store.set_epoch_deadline(ticks);
         {
-            let state = self.store.data_mut();
+            let state = store.data_mut();
             state.limiter.exceeded = None;
             state.limiter.peak_bytes = state.limiter.memory_bytes;
             state.host_calls = 0;
@@ -483,12 +503,15 @@ impl Sandbox {
         let wall_time = started.map(|s| s.elapsed()).unwrap_or_default();
         self.status = Status::Loaded;
 
+        let Some(store) = self.store.as_mut() else {
+            return Err(no_store());
+        };
         let gas_left = match result {
             Ok(Some(gas_left)) => gas_left,
-            _ => gas.get(&mut self.store).i64().unwrap_or(0),
+            _ => gas.get(&mut *store).i64().unwrap_or(0),
         };
         let result = result.map(|_| ());
-        let state = self.store.data();
+        let state = store.data();
         let used = if gas_left < 0 {
             self.config.max_gas
         } else {
@@ -509,9 +532,9 @@ impl Sandbox {
             Ok(()) => Ok(metrics),
             Err(e) => {
                 // Only a failed call needs the stack counter, to tell the stack limit apart.
-                let stack_left = match stack {
-                    Some(stack) => stack.get(&mut self.store).i64().unwrap_or(0),
-                    None => 0,
+                let stack_left = match (stack, self.store.as_mut()) {
+                    (Some(stack), Some(store)) => stack.get(store).i64().unwrap_or(0),
+                    _ => 0,
                 };
                 Err(self.classify(e, gas_left, stack_left, wall_time))
             }
@@ -552,7 +575,9 @@ impl Sandbox {
         }
         if error.is::<MemoryLimitHit>() {
             return Error::new(ErrorKind::MemoryExceeded {
-                requested: self.store.data().limiter.exceeded.unwrap_or(0),
+                requested: (self.store.as_ref())
+                    .and_then(|store| store.data().limiter.exceeded)
+                    .unwrap_or(0),
                 limit: config.max_memory_bytes,
             });
         }

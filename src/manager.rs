@@ -384,7 +384,9 @@ impl Manager {
             return;
         };
         let memory = match entry.sandbox.status() {
-            Status::Loaded | Status::Running => entry.sandbox.store.data().limiter.memory_bytes,
+            Status::Loaded | Status::Running => {
+                (entry.sandbox.store.as_ref()).map_or(0, |store| store.data().limiter.memory_bytes)
+            }
             _ => 0,
         };
         self.used = self

@@ -103,7 +103,9 @@ pub struct Sandbox {
     pub(crate) runtime: Runtime,
     pub(crate) config: Arc<Config>,
     pub(crate) status: Status,
-    pub(crate) store: Store<StoreState>,
+    /// `None` while suspended or destroyed: dropping the store is what frees the instance and
+    /// its memory. Every operation that reaches the store has checked the status first.
+    pub(crate) store: Option<Store<StoreState>>,
     pub(crate) loaded: Option<Loaded>,
     pub(crate) metrics: SandboxMetrics,
     /// Unique among all stores ever installed in any sandbox; handles into the store
@@ -146,22 +148,10 @@ pub(crate) fn new_store(runtime: &Runtime, config: &Config) -> Store<StoreState>
     store
 }
 
-/// A store with nothing in it and no room for anything: what a sandbox without an instance
-/// (suspended, destroyed) holds. Dropping the old store for it frees the old instance and its
-/// memory. Built without a `Config`, which would build a default cost model each time.
-fn empty_store(runtime: &Runtime) -> Store<StoreState> {
-    let mut store = Store::new(
-        runtime.engine(),
-        StoreState {
-            limiter: Limiter::new(0, 0),
-            rng: ChaCha20Rng::seed_from_u64(0),
-            timestamp: 0,
-            host_calls: 0,
-            wasi: None,
-        },
-    );
-    store.limiter(|state| &mut state.limiter);
-    store
+/// The error of an operation that needs the store of a sandbox without one (suspended or
+/// destroyed). Statuses are checked before the store is touched, so it is not expected.
+pub(crate) fn no_store() -> Error {
+    Error::engine("the sandbox has no instance")
 }
 
 /// Instantiates `module` in `store` (which should hold nothing else), its start function not
@@ -256,7 +246,7 @@ impl Sandbox {
             runtime: runtime.clone(),
             config: Arc::new(config),
             status: Status::Created,
-            store,
+            store: Some(store),
             loaded: None,
             metrics,
             store_token: next_token(),
@@ -289,7 +279,7 @@ impl Sandbox {
     /// What it has used so far.
     pub fn metrics(&self) -> SandboxMetrics {
         let mut metrics = self.metrics;
-        metrics.memory_bytes = self.store.data().limiter.memory_bytes;
+        metrics.memory_bytes = (self.store.as_ref()).map_or(0, |s| s.data().limiter.memory_bytes);
         metrics
     }
 
@@ -355,10 +345,13 @@ impl Sandbox {
         }
         // A created sandbox's store is fresh (nothing was ever instantiated in it, or a failed
         // load replaced it): instantiate there rather than build another store.
-        let loaded = match instantiate_in(&self.runtime, &self.config, &mut self.store, module) {
+        let Some(store) = self.store.as_mut() else {
+            return Err(no_store());
+        };
+        let loaded = match instantiate_in(&self.runtime, &self.config, store, module) {
             Ok(loaded) => loaded,
             Err(e) => {
-                self.store = new_store(&self.runtime, &self.config);
+                self.store = Some(new_store(&self.runtime, &self.config));
                 return Err(e);
             }
         };
@@ -367,16 +360,19 @@ impl Sandbox {
         self.loaded = Some(loaded);
         self.status = Status::Loaded;
         // The start function, then a WASI reactor's `_initialize`, both under the budget.
-        let start = instance.get_func(&mut self.store, abi::START_EXPORT);
+        let Some(store) = self.store.as_mut() else {
+            return Err(no_store());
+        };
+        let start = instance.get_func(&mut *store, abi::START_EXPORT);
         let initialize = match self.config.wasi {
-            Some(_) => instance.get_func(&mut self.store, crate::wasi::INITIALIZE_EXPORT),
+            Some(_) => instance.get_func(&mut *store, crate::wasi::INITIALIZE_EXPORT),
             None => None,
         };
         for init in [start, initialize].into_iter().flatten() {
             if let Err(e) = self.run(init, &[], &mut []) {
                 self.loaded = None;
                 self.status = Status::Created;
-                self.store = new_store(&self.runtime, &self.config);
+                self.store = Some(new_store(&self.runtime, &self.config));
                 return Err(e);
             }
         }
@@ -431,7 +427,7 @@ impl Sandbox {
             module,
             metrics: self.metrics,
         }));
-        self.store = empty_store(&self.runtime);
+        self.store = None;
         self.store_token = next_token();
         self.status = Status::Suspended;
         tracing::debug!(sandbox = %self.id, "ri-sandbox: sandbox suspended");
@@ -460,13 +456,13 @@ impl Sandbox {
                 return Err(e);
             }
         };
-        self.store = store;
+        self.store = Some(store);
         self.store_token = next_token();
         self.loaded = Some(loaded);
         self.status = Status::Loaded;
         if let Err(e) = self.restore(&suspension.snapshot) {
             self.loaded = None;
-            self.store = empty_store(&self.runtime);
+            self.store = None;
             self.store_token = next_token();
             self.status = Status::Suspended;
             self.suspended = Some(suspension);
@@ -493,7 +489,7 @@ impl Sandbox {
         }
         self.loaded = None;
         self.suspended = None;
-        self.store = empty_store(&self.runtime);
+        self.store = None;
         self.store_token = next_token();
         self.status = Status::Destroyed;
     }

@@ -166,7 +166,7 @@ impl Sandbox {
             loaded.stack,
             loaded.module.module_hash,
         );
-        let store = &mut self.store;
+        let store = self.store.as_mut().ok_or_else(crate::sandbox::no_store)?;
         let exports: Vec<(String, Extern)> = instance
             .exports(&mut *store)
             .map(|e| (e.name().to_string(), e.into_extern()))
@@ -329,13 +329,14 @@ impl Sandbox {
             .loaded
             .as_ref()
             .ok_or_else(|| Error::engine("no module is loaded"))?;
-        match resolve(&mut self.store, loaded, &snapshot.body, table_limit) {
-            Ok(resolved) => write(&mut self.store, loaded, resolved, &snapshot.body)?,
+        let store = self.store.as_mut().ok_or_else(crate::sandbox::no_store)?;
+        match resolve(store, loaded, &snapshot.body, table_limit) {
+            Ok(resolved) => write(store, loaded, resolved, &snapshot.body)?,
             Err(_) => {
                 let (mut store, loaded) = self.instantiate(&module)?;
                 let resolved = resolve(&mut store, &loaded, &snapshot.body, table_limit)?;
                 write(&mut store, &loaded, resolved, &snapshot.body)?;
-                self.store = store;
+                self.store = Some(store);
                 self.store_token = crate::sandbox::next_token();
                 self.loaded = Some(loaded);
             }

@@ -79,13 +79,13 @@ impl Sandbox {
     }
 
     fn wasi_state(&self) -> Option<&super::WasiState> {
-        self.store.data().wasi.as_deref()
+        self.store.as_ref()?.data().wasi.as_deref()
     }
 
     fn wasi_state_mut(&mut self) -> Option<&mut super::WasiState> {
         if self.status == Status::Suspended {
             self.resume().ok()?;
         }
-        self.store.data_mut().wasi.as_deref_mut()
+        self.store.as_mut()?.data_mut().wasi.as_deref_mut()
     }
 }
