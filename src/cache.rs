@@ -389,6 +389,7 @@ impl Runtime {
             module_hash: entry.module_hash,
             instrumented: Arc::from(entry.instrumented),
             export_table: Arc::default(),
+            pre: Arc::default(),
         })
     }
 

@@ -181,6 +181,7 @@ impl Runtime {
             module_hash: module_fingerprint(&binary),
             instrumented: Arc::from(instrumented.module),
             export_table: Arc::default(),
+            pre: Arc::default(),
         })
     }
 }
@@ -233,6 +234,12 @@ pub struct CompiledModule {
     pub(crate) instrumented: Arc<[u8]>,
     /// Its function exports, made on first use and shared by every sandbox that loads it.
     pub(crate) export_table: Arc<std::sync::OnceLock<ExportTable>>,
+    /// The module with its imports resolved against the runtime's own linker (the
+    /// deterministic imports, WASI), made on first use: instantiating from it skips the
+    /// per-instance import resolution. Sandboxes with host functions of their own link
+    /// every time.
+    pub(crate) pre:
+        Arc<std::sync::OnceLock<Option<wasmtime::InstancePre<crate::sandbox::StoreState>>>>,
 }
 
 /// What a call by name needs to know about a module's function exports, worked out once per

@@ -168,18 +168,24 @@ fn instantiate_in(
         config.wasi.is_some(),
         runtime.engine(),
     )?;
-    let custom;
-    let linker = if config.host_functions.is_empty() {
-        runtime.linker()
-    } else {
-        let mut linker = runtime.linker().clone();
-        for function in &config.host_functions {
-            function.define(&mut linker).map_err(Error::engine)?;
-        }
-        custom = linker;
-        &custom
+    let pre = match config.host_functions.is_empty() {
+        true => module
+            .pre
+            .get_or_init(|| runtime.linker().instantiate_pre(&module.module).ok())
+            .as_ref(),
+        false => None,
     };
-    let instance = match linker.instantiate(&mut *store, &module.module) {
+    let instantiated = match pre {
+        Some(pre) => pre.instantiate(&mut *store),
+        None => {
+            let mut linker = runtime.linker().clone();
+            for function in &config.host_functions {
+                function.define(&mut linker).map_err(Error::engine)?;
+            }
+            linker.instantiate(&mut *store, &module.module)
+        }
+    };
+    let instance = match instantiated {
         Ok(instance) => instance,
         Err(e) if e.is::<MemoryLimitHit>() => {
             return Err(Error::new(ErrorKind::MemoryExceeded {
