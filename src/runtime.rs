@@ -249,20 +249,59 @@ pub struct CompiledModule {
 pub(crate) struct ExportTable {
     by_name: std::collections::HashMap<Box<str>, u32>,
     pub exports: Vec<ExportInfo>,
+    /// The gas and stack counters (ABI sections 2 and 4).
+    pub gas: Option<wasmtime::ModuleExport>,
+    pub stack: Option<wasmtime::ModuleExport>,
 }
 
 /// One function export.
 pub(crate) struct ExportInfo {
     pub func: wasmtime::ModuleExport,
-    /// Its entry point (ABI section 11), when the module has one.
+    /// Its entry point (ABI section 11), when the module has one whose type is exactly the
+    /// export's with an `i64` parameter put first and an `i64` result put last.
     pub entry: Option<wasmtime::ModuleExport>,
     pub params: Box<[wasmtime::ValType]>,
     pub results: Box<[wasmtime::ValType]>,
+    /// Whether every parameter and result is a number or a vector (no reference): such a
+    /// function can be called through raw values (see `Sandbox::call`).
+    pub numeric: bool,
+}
+
+/// Whether a value of this type is a plain number or vector.
+fn is_numeric(ty: &wasmtime::ValType) -> bool {
+    use wasmtime::ValType as T;
+    matches!(ty, T::I32 | T::I64 | T::F32 | T::F64 | T::V128)
+}
+
+/// Whether `entry` is the entry point ABI section 11 describes for a function of type
+/// `params -> results`.
+fn is_entry_for(
+    entry: &wasmtime::FuncType,
+    params: &[wasmtime::ValType],
+    results: &[wasmtime::ValType],
+) -> bool {
+    use wasmtime::ValType as T;
+    let same = |a: &T, b: &T| T::eq(a, b);
+    let entry_params: Vec<T> = entry.params().collect();
+    let entry_results: Vec<T> = entry.results().collect();
+    entry_params.len() == params.len() + 1
+        && entry_results.len() == results.len() + 1
+        && matches!(entry_params.first(), Some(T::I64))
+        && matches!(entry_results.last(), Some(T::I64))
+        && entry_params[1..]
+            .iter()
+            .zip(params)
+            .all(|(a, b)| same(a, b))
+        && entry_results.iter().zip(results).all(|(a, b)| same(a, b))
 }
 
 impl ExportTable {
     fn new(module: &wasmtime::Module) -> ExportTable {
-        let mut table = ExportTable::default();
+        let mut table = ExportTable {
+            gas: module.get_export_index(ri_sandbox_instrument::abi::GAS_LEFT_EXPORT),
+            stack: module.get_export_index(ri_sandbox_instrument::abi::STACK_LEFT_EXPORT),
+            ..ExportTable::default()
+        };
         for export in module.exports() {
             let wasmtime::ExternType::Func(ty) = export.ty() else {
                 continue;
@@ -275,14 +314,25 @@ impl ExportTable {
                 ri_sandbox_instrument::abi::ENTRY_EXPORT_PREFIX,
                 export.name()
             );
+            let params: Box<[wasmtime::ValType]> = ty.params().collect();
+            let results: Box<[wasmtime::ValType]> = ty.results().collect();
+            let entry = match module.get_export(&entry_name) {
+                Some(wasmtime::ExternType::Func(entry_ty))
+                    if is_entry_for(&entry_ty, &params, &results) =>
+                {
+                    module.get_export_index(&entry_name)
+                }
+                _ => None,
+            };
             table
                 .by_name
                 .insert(export.name().into(), table.exports.len() as u32);
             table.exports.push(ExportInfo {
                 func,
-                entry: module.get_export_index(&entry_name),
-                params: ty.params().collect(),
-                results: ty.results().collect(),
+                entry,
+                numeric: params.iter().chain(results.iter()).all(is_numeric),
+                params,
+                results,
             });
         }
         table

@@ -207,10 +207,15 @@ fn instantiate_in(
             }));
         }
     };
-    let gas = instance
-        .get_global(&mut *store, abi::GAS_LEFT_EXPORT)
+    let table = module.export_table();
+    let mut global = |export: Option<&wasmtime::ModuleExport>| {
+        export
+            .and_then(|export| instance.get_module_export(&mut *store, export))
+            .and_then(wasmtime::Extern::into_global)
+    };
+    let gas = global(table.gas.as_ref())
         .ok_or_else(|| Error::engine("the instrumented module has no gas counter"))?;
-    let stack = instance.get_global(&mut *store, abi::STACK_LEFT_EXPORT);
+    let stack = global(table.stack.as_ref());
     if let Some(wasi) = store.data_mut().wasi.as_mut() {
         wasi.gas = Some(gas);
     }

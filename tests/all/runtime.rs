@@ -780,3 +780,74 @@ fn typed_exports_through_entry_points_agree_with_calls_by_name() {
     assert_eq!(named.metrics.gas_used, metrics.gas_used);
     assert_eq!(named.metrics.host_calls, metrics.host_calls);
 }
+
+/// Calls by name of all-numeric exports go through raw values (`Sandbox::call`'s fast path):
+/// every numeric type, multiple results, no parameters or results at all, NaN payloads and
+/// vectors come through bit for bit, with the same gas as a typed call.
+#[test]
+fn calls_by_name_carry_every_numeric_type_bit_for_bit() {
+    let wat = r#"(module
+        (func (export "mix") (param i32 i64 f32 f64) (result f64 i32 i64 f32)
+          local.get 3
+          local.get 0 i32.const 1 i32.add
+          local.get 1 i64.const -1 i64.xor
+          local.get 2)
+        (func (export "vec") (param v128 i32) (result v128)
+          local.get 0 local.get 1 i32x4.splat i32x4.add)
+        (func (export "nothing"))
+        (func (export "five") (result i32 i32 i32 i32 i32)
+          i32.const 1 i32.const 2 i32.const 3 i32.const 4 i32.const 5))"#;
+    let mut sandbox = Sandbox::new(runtime(), Config::default()).unwrap();
+    sandbox.load(wat.as_bytes()).unwrap();
+
+    let nan = f32::from_bits(0x7fa0_0001);
+    let run = sandbox
+        .call(
+            "mix",
+            &[
+                Value::I32(i32::MAX),
+                Value::I64(5),
+                Value::F32(nan),
+                Value::F64(-0.0),
+            ],
+        )
+        .unwrap();
+    let [Value::F64(a), Value::I32(b), Value::I64(c), Value::F32(d)] = run.values() else {
+        panic!("{:?}", run.values());
+    };
+    assert_eq!(a.to_bits(), (-0.0f64).to_bits());
+    assert_eq!(*b, i32::MIN);
+    assert_eq!(*c, !5);
+    assert_eq!(d.to_bits(), 0x7fa0_0001, "NaN payload moved unchanged");
+    let mix = sandbox
+        .typed::<(i32, i64, f32, f64), (f64, i32, i64, f32)>("mix")
+        .unwrap();
+    mix.call(&mut sandbox, (i32::MAX, 5, nan, -0.0)).unwrap();
+    assert_eq!(sandbox.last_call().unwrap().gas_used, run.metrics.gas_used);
+
+    let lanes = |l: [u32; 4]| {
+        l.iter()
+            .rev()
+            .fold(0u128, |acc, &x| (acc << 32) | u128::from(x))
+    };
+    let run = sandbox
+        .call(
+            "vec",
+            &[Value::V128(lanes([1, 2, 3, u32::MAX])), Value::I32(1)],
+        )
+        .unwrap();
+    assert_eq!(run.values(), &[Value::V128(lanes([2, 3, 4, 0]))]);
+
+    assert_eq!(sandbox.call("nothing", &[]).unwrap().values(), &[]);
+    let five: Vec<Value> = (1..=5).map(Value::I32).collect();
+    assert_eq!(sandbox.call("five", &[]).unwrap().values(), &five[..]);
+
+    // Arguments of the wrong type never reach the raw path.
+    let err = sandbox
+        .call("vec", &[Value::I32(0), Value::I32(1)])
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::ArgumentMismatch { .. }),
+        "{err}"
+    );
+}
