@@ -166,8 +166,8 @@ impl Sandbox {
             }));
         }
         if let (true, Some(entry)) = (info.numeric, entry) {
-            let results: Box<[wasmtime::ValType]> = info.results.clone();
-            return self.call_numeric(entry, args, &results);
+            let (index, results) = (info.index, info.results.len());
+            return self.call_numeric(entry, args, index, results);
         }
         let mut results: Vec<Val> = Vec::with_capacity(info.results.len() + 1);
         results.extend(
@@ -222,11 +222,12 @@ impl Sandbox {
         &mut self,
         entry: Func,
         args: &[Value],
-        result_types: &[wasmtime::ValType],
+        export: usize,
+        results: usize,
     ) -> Result<Execution, Error> {
         // Room for the budget and the arguments going in, the results and the gas left
         // coming out.
-        let slots = (args.len() + 1).max(result_types.len() + 1);
+        let slots = (args.len() + 1).max(results + 1);
         let mut raw = vec![ValRaw::i64(0); slots];
         for (slot, arg) in raw[1..].iter_mut().zip(args) {
             *slot = match *arg {
@@ -237,7 +238,7 @@ impl Sandbox {
                 Value::V128(v) => ValRaw::v128(v),
             };
         }
-        let gas_slot = result_types.len();
+        let gas_slot = results;
         let metrics = self.run_core(false, |s, budget| {
             raw[0] = ValRaw::i64(budget);
             let store = s.store.as_mut().ok_or_else(no_store)?;
@@ -250,8 +251,10 @@ impl Sandbox {
             unsafe { entry.call_unchecked(store, &mut raw[..] as *mut [ValRaw])? };
             Ok(Some(raw[gas_slot].get_i64()))
         })?;
-        let values = result_types
-            .iter()
+        let Some(loaded) = self.loaded.as_ref() else {
+            return Err(Error::engine("no module is loaded"));
+        };
+        let values = (loaded.module.export_table().exports[export].results.iter())
             .zip(&raw)
             .map(|(ty, raw)| match ty {
                 wasmtime::ValType::I32 => Value::I32(raw.get_i32()),
@@ -287,7 +290,7 @@ impl Sandbox {
         let alloc = instance
             .get_typed_func::<i32, i32>(self.store.as_mut().ok_or_else(no_store)?, "__alloc")
             .map_err(|_| Error::new(ErrorKind::MissingAlloc))?;
-        let func = self.export_func(export)?;
+        let (CachedExport { func, .. }, _) = self.cached_export(export)?;
         let store = self.store.as_ref().ok_or_else(no_store)?;
         let typed = func.typed::<(i32, i32), i64>(store).map_err(|_| {
             Error::new(ErrorKind::ArgumentMismatch {
@@ -338,26 +341,17 @@ impl Sandbox {
         export: &str,
     ) -> Result<TypedExport<Params, Results>, Error> {
         self.expect_status(Status::Loaded, "look up an export of")?;
-        let func = self.export_func(export)?;
-        let instance = self.instance()?;
-        let store = self.store.as_mut().ok_or_else(no_store)?;
-        let typed = func.typed::<Params, Results>(&*store).map_err(|e| {
+        // The export and its entry point, when the module has one (ABI section 11).
+        let (CachedExport { func, entry }, _) = self.cached_export(export)?;
+        let store = self.store.as_ref().ok_or_else(no_store)?;
+        let typed = func.typed::<Params, Results>(store).map_err(|e| {
             Error::new(ErrorKind::ArgumentMismatch {
                 name: export.to_string(),
-                expected: format!("{}", func.ty(&*store)),
+                expected: format!("{}", func.ty(store)),
                 got: e.to_string(),
             })
         })?;
-        // The entry point, when the module was instrumented with them and the export is a
-        // function of the module's own (its entry point has the same type plus the counters).
-        let entry_name = format!(
-            "{}{export}",
-            ri_sandbox_instrument::abi::ENTRY_EXPORT_PREFIX
-        );
-        let entry = instance.get_func(&mut *store, &entry_name).and_then(|f| {
-            f.typed::<Params::WithBudget, Results::WithGas>(&*store)
-                .ok()
-        });
+        let entry = entry.and_then(|f| f.typed::<Params::WithBudget, Results::WithGas>(store).ok());
         Ok(TypedExport {
             func: typed,
             entry,
@@ -367,11 +361,10 @@ impl Sandbox {
 
     /// The parameter and result types of a function export, if there is one.
     pub fn export_signature(&mut self, export: &str) -> Option<(Vec<String>, Vec<String>)> {
-        let func = self.export_func(export).ok()?;
-        let ty = func.ty(self.store.as_ref()?);
+        let (_, info) = self.cached_export(export).ok()?;
         Some((
-            ty.params().map(|t| t.to_string()).collect(),
-            ty.results().map(|t| t.to_string()).collect(),
+            info.params.iter().map(|t| t.to_string()).collect(),
+            info.results.iter().map(|t| t.to_string()).collect(),
         ))
     }
 
@@ -382,9 +375,9 @@ impl Sandbox {
             .ok_or_else(|| Error::engine("no module is loaded"))
     }
 
-    /// A function export and its type, from the per-instance cache or looked up once.
-    /// A function export, its type and its entry point (ABI section 11) when the module has
-    /// one, from the per-instance cache or looked up once.
+    /// A function export, its entry point (ABI section 11) when the module has one, and
+    /// what the module's export table says about it; the `Func`s come from the
+    /// per-instance cache, looked up once.
     fn cached_export(
         &mut self,
         export: &str,
@@ -423,16 +416,6 @@ impl Sandbox {
             }
         };
         Ok((cached, info))
-    }
-
-    fn export_func(&mut self, export: &str) -> Result<Func, Error> {
-        let instance = self.instance()?;
-        let store = self.store.as_mut().ok_or_else(no_store)?;
-        instance.get_func(store, export).ok_or_else(|| {
-            Error::new(ErrorKind::UnknownExport {
-                name: export.to_string(),
-            })
-        })
     }
 
     fn memory(&mut self) -> Result<wasmtime::Memory, Error> {

@@ -256,6 +256,8 @@ pub(crate) struct ExportTable {
 
 /// One function export.
 pub(crate) struct ExportInfo {
+    /// Its index in the table.
+    pub index: usize,
     pub func: wasmtime::ModuleExport,
     /// Its entry point (ABI section 11), when the module has one whose type is exactly the
     /// export's with an `i64` parameter put first and an `i64` result put last.
@@ -328,6 +330,7 @@ impl ExportTable {
                 .by_name
                 .insert(export.name().into(), table.exports.len() as u32);
             table.exports.push(ExportInfo {
+                index: table.exports.len(),
                 func,
                 entry,
                 numeric: params.iter().chain(results.iter()).all(is_numeric),
