@@ -378,3 +378,31 @@ impl CompiledModule {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_entry_for;
+    use wasmtime::{Engine, FuncType, ValType as T};
+
+    /// The raw call path trusts this check (its `unsafe` block's precondition): only the
+    /// exact ABI section 11 shape passes.
+    #[test]
+    fn only_the_exact_entry_point_type_is_accepted() {
+        let engine = Engine::default();
+        let ty = |p: &[T], r: &[T]| FuncType::new(&engine, p.iter().cloned(), r.iter().cloned());
+        let (params, results) = ([T::I32, T::F64], [T::F32]);
+        let exact = ty(&[T::I64, T::I32, T::F64], &[T::F32, T::I64]);
+        assert!(is_entry_for(&exact, &params, &results));
+        for wrong in [
+            ty(&[T::I32, T::F64], &[T::F32, T::I64]), // no budget
+            ty(&[T::I64, T::I32, T::F64], &[T::F32]), // no gas left
+            ty(&[T::I32, T::I64, T::F64], &[T::F32, T::I64]), // budget not first
+            ty(&[T::I64, T::I32, T::F32], &[T::F32, T::I64]), // a parameter differs
+            ty(&[T::I64, T::I32, T::F64], &[T::F64, T::I64]), // a result differs
+            ty(&[T::I64, T::I32, T::F64], &[T::F32, T::I32]), // gas left not i64
+            ty(&[T::I64, T::I32, T::F64, T::I32], &[T::F32, T::I64]), // one parameter too many
+        ] {
+            assert!(!is_entry_for(&wrong, &params, &results), "{wrong}");
+        }
+    }
+}

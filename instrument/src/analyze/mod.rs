@@ -167,7 +167,8 @@ pub(crate) struct ExtraLocals {
     pub gas: bool,
     /// `i64`: the caller's stack level, saved on entry.
     pub level: bool,
-    /// `i32`, `i64`, `i64`: a length operand of either width and the computed charge.
+    /// `i32`, `i64`, `i64`: a length operand of either width and the computed charge (size
+    /// charges); counted loops use the two `i64`s for the iteration count and the charge.
     pub size: bool,
     pub f32: bool,
     pub f64: bool,
@@ -588,7 +589,7 @@ struct Analysis<'a> {
     /// Locals written in `straight`'s body so far.
     loop_writes: Vec<u32>,
     /// A counted back edge just read; the loop qualifies if its `end` comes next.
-    counted: Option<(usize, StraightLoop, CountedLoop)>,
+    counted: Option<PendingLoop>,
 }
 
 /// The operators a counted loop's back edge is recognised by.
@@ -602,6 +603,18 @@ enum Recent {
     LtS,
     Ne,
     Other,
+}
+
+/// A counted back edge waiting for its loop's `end`.
+#[derive(Clone, Copy, Debug)]
+struct PendingLoop {
+    /// Index of the loop's frame.
+    frame: usize,
+    /// Index of the body's charge in the insertions, which the loop's charge replaces.
+    charge: usize,
+    /// Offset of the `loop` instruction, where the loop's charge goes.
+    offset: usize,
+    counted: CountedLoop,
 }
 
 /// A loop whose body has been one metered block so far.
@@ -817,14 +830,14 @@ impl Analysis<'_> {
                 self.start_block(next, arm_reachable);
             }
             Operator::End => {
-                if let Some((frame, body, counted)) = counted {
-                    if frame == self.frames.len() - 1 {
+                if let Some(pending) = counted {
+                    if pending.frame == self.frames.len() - 1 {
                         // The back edge was the body's last instruction: pay every iteration
                         // on entry.
                         let index = self.out.loops.len() as u32;
-                        self.out.loops.push(counted);
-                        self.out.insertions[body.charge] = Insertion {
-                            offset: body.offset as u32,
+                        self.out.loops.push(pending.counted);
+                        self.out.insertions[pending.charge] = Insertion {
+                            offset: pending.offset as u32,
                             insert: Insert::LoopCharge(index),
                         };
                         self.out.extra.size = true;
@@ -916,7 +929,7 @@ impl Analysis<'_> {
 
     /// At a `br_if 0`: whether it is the counted back edge of a loop whose body is one
     /// metered block ([`CountedLoop`]); the loop qualifies if its `end` follows.
-    fn counted_back_edge(&self) -> Option<(usize, StraightLoop, CountedLoop)> {
+    fn counted_back_edge(&self) -> Option<PendingLoop> {
         use Recent::*;
         let body = self.straight?;
         if body.frame != self.frames.len() - 1 || self.current.slot != Some(body.block) {
@@ -955,14 +968,18 @@ impl Analysis<'_> {
                 return None;
             }
         }
-        let counted = CountedLoop {
-            block: body.block,
-            counter,
-            step,
-            bound,
-            exit,
-        };
-        Some((body.frame, body, counted))
+        Some(PendingLoop {
+            frame: body.frame,
+            charge: body.charge,
+            offset: body.offset,
+            counted: CountedLoop {
+                block: body.block,
+                counter,
+                step,
+                bound,
+                exit,
+            },
+        })
     }
 
     /// Insertions an operator needs besides its block's gas: size charges, stack

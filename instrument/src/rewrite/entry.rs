@@ -42,6 +42,12 @@ impl Functions {
         Ok(())
     }
 
+    /// How many functions are imported, given how many the module defines: every function
+    /// type recorded that is not a defined function's (imports are recorded first).
+    pub fn imported_count(&self, defined: u32) -> u32 {
+        (self.function_types.len() as u32).saturating_sub(defined)
+    }
+
     pub fn add_import(&mut self, ty: &TypeRef) {
         if let TypeRef::Func(index) | TypeRef::FuncExact(index) = *ty {
             self.function_types.push(index);

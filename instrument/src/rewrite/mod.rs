@@ -53,7 +53,6 @@ fn order(id: u8) -> Option<u8> {
 /// Facts gathered from section headers before rewriting starts.
 #[derive(Default)]
 struct Survey {
-    imported_functions: u32,
     imported_globals: u32,
     defined_globals: u32,
     start: Option<u32>,
@@ -94,7 +93,6 @@ fn survey(wasm: &[u8]) -> Result<Survey, Error> {
                         let (_, import) = import.map_err(invalid)?;
                         survey.functions.add_import(&import.ty);
                         match import.ty {
-                            wasmparser::TypeRef::Func(_) => survey.imported_functions += 1,
                             wasmparser::TypeRef::Global(_) => survey.imported_globals += 1,
                             wasmparser::TypeRef::Memory(_) => survey.imported_memories += 1,
                             wasmparser::TypeRef::Table(_) => survey.imported_tables += 1,
@@ -354,7 +352,7 @@ pub(crate) fn rewrite_module(
     let mut plans: Vec<analyze::FunctionPlan> = Vec::new();
     let mut bodies: Vec<std::ops::Range<usize>> = Vec::new();
     let calls_module = analyze::calls::Module {
-        imported: survey.imported_functions,
+        imported: survey.functions.imported_count(survey.defined_functions),
         referenced: &survey.referenced_functions,
         start: survey.start,
     };
