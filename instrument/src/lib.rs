@@ -78,6 +78,12 @@ pub struct Options {
     /// results, which needs multi-value: off by default, so that the output uses no feature
     /// the input does not (section 10); the ri-sandbox runtime turns it on.
     pub entry_points: bool,
+    /// How many threads may validate and plan function bodies. The output is byte-identical
+    /// whatever the number (and so is the error for an invalid module); more threads only
+    /// finish a large module sooner. A code section gets one thread per 128 KiB, up to this
+    /// many, so small modules never start one. `None`: as many as the machine runs at once
+    /// ([`std::thread::available_parallelism`]). Default: `None`.
+    pub threads: Option<std::num::NonZeroUsize>,
 }
 
 /// The default stack limit: 256 Ki stack units. A frame weighs 64 units plus 8 per parameter,
@@ -96,6 +102,7 @@ impl Default for Options {
             eager_nan_canonicalization: false,
             export_state: true,
             entry_points: false,
+            threads: None,
         }
     }
 }

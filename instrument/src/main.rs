@@ -1,27 +1,31 @@
 //! The `instrument` command: meter a module ahead of time.
 //!
 //! ```text
-//! instrument IN.wasm -o OUT.wasm [--costs COSTS.toml|COSTS.json] [--entry-points]
+//! instrument IN.wasm -o OUT.wasm [--costs COSTS.toml|COSTS.json] [--entry-points] [--threads N]
 //! ```
 //!
 //! `--entry-points` adds the ABI's entry points (section 11), which need multi-value.
+//! `--threads N` caps the threads that plan and write function bodies (default: one per core;
+//! the output is the same for every N).
 //!
 //! Prints a one-line summary. On any error it prints one line to stderr, exits with status 1
 //! and leaves no output file behind. This file does I/O only; the work is in the library.
 
 use ri_sandbox_instrument::{instrument, CostModel, Options};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-const USAGE: &str =
-    "usage: instrument IN.wasm|IN.wat -o OUT.wasm [--costs FILE.toml|FILE.json] [--entry-points]";
+const USAGE: &str = "usage: instrument IN.wasm|IN.wat -o OUT.wasm [--costs FILE.toml|FILE.json] \
+                     [--entry-points] [--threads N]";
 
 struct Args {
     input: PathBuf,
     output: PathBuf,
     costs: Option<PathBuf>,
     entry_points: bool,
+    threads: Option<NonZeroUsize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -29,6 +33,7 @@ fn parse_args() -> Result<Args, String> {
     let mut output = None;
     let mut costs = None;
     let mut entry_points = false;
+    let mut threads = None;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         match arg.to_str() {
@@ -41,6 +46,14 @@ fn parse_args() -> Result<Args, String> {
                 ))
             }
             Some("--entry-points") => entry_points = true,
+            Some("--threads") => {
+                let n = args.next().ok_or("--threads needs a number")?;
+                threads = Some(
+                    n.to_str()
+                        .and_then(|n| n.parse::<NonZeroUsize>().ok())
+                        .ok_or(format!("--threads needs a number from 1 up, not {n:?}"))?,
+                );
+            }
             Some("-h") | Some("--help") => return Err(USAGE.to_string()),
             Some(flag) if flag.starts_with('-') && flag.len() > 1 => {
                 return Err(format!("unknown option `{flag}`\n{USAGE}"))
@@ -54,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
         output: output.ok_or(format!("no output file (-o)\n{USAGE}"))?,
         costs,
         entry_points,
+        threads,
     })
 }
 
@@ -89,6 +103,7 @@ fn run() -> Result<String, String> {
         None => Options::default(),
     };
     options.entry_points = args.entry_points;
+    options.threads = args.threads;
     let bytes = std::fs::read(&args.input)
         .map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
     let is_text = !bytes.starts_with(b"\0asm") && std::str::from_utf8(&bytes).is_ok();

@@ -440,3 +440,30 @@ fn entry_points_are_added_on_request() {
         .flags;
     assert_ne!(flags & abi::FLAG_ENTRY_POINTS, 0);
 }
+
+#[test]
+fn the_thread_count_changes_nothing_in_the_output() {
+    let dir = TempDir::new("threads");
+    let program = fixture("bench/prog_medium.wasm");
+    let one = dir.join("one.wasm");
+    let two = dir.join("two.wasm");
+    instrument_ok(&program, &one, &[Path::new("--threads"), Path::new("1")]);
+    instrument_ok(&program, &two, &[Path::new("--threads"), Path::new("2")]);
+    assert!(std::fs::read(&one).unwrap() == std::fs::read(&two).unwrap());
+
+    for bad in ["0", "two", "-1"] {
+        let output = dir.join("bad.wasm");
+        let err = assert_fails(
+            &dir,
+            &[
+                &program,
+                Path::new("-o"),
+                &output,
+                Path::new("--threads"),
+                Path::new(bad),
+            ],
+            &["one.wasm", "two.wasm"],
+        );
+        assert!(err.contains("--threads"), "{err}");
+    }
+}

@@ -49,14 +49,28 @@ pub(crate) struct Module<'a> {
     pub start: Option<u32>,
 }
 
-/// Skips the stack accounting of bounded functions, pre-pays entry blocks, and places
-/// gas-local reloads.
-pub(crate) fn finish(plans: &mut [FunctionPlan], module: &Module<'_>) {
+/// Skips the stack accounting of bounded functions and pre-pays entry blocks; returns what
+/// placing each function's gas-local reloads needs ([`Reloads::place`], independent for each
+/// function, so the writers do it).
+pub(crate) fn finish(plans: &mut [FunctionPlan], module: &Module<'_>) -> Reloads {
     skip_bounded_stacks(plans, module.imported);
     prepay_entries(plans, module);
-    let touches = touching(plans, module.imported);
-    for plan in plans.iter_mut() {
-        place_reloads(plan, &touches, module.imported);
+    Reloads {
+        touches: touching(plans, module.imported),
+        imported: module.imported,
+    }
+}
+
+/// Which functions can change the gas counter, for placing reloads.
+pub(crate) struct Reloads {
+    touches: Vec<bool>,
+    imported: u32,
+}
+
+impl Reloads {
+    /// Places the gas-local reloads of one function's plan, finished by [`finish`].
+    pub(crate) fn place(&self, plan: &mut FunctionPlan) {
+        place_reloads(plan, &self.touches, self.imported);
     }
 }
 
@@ -246,7 +260,7 @@ fn touching(plans: &[FunctionPlan], imported: u32) -> Vec<bool> {
         .map(|plan| {
             plan.indirect_calls
                 || plan.blocks.iter().any(|&gas| gas > 0)
-                || plan.gas_events.contains(&GasEvent::Read)
+                || plan.size_charges
                 || plan
                     .direct_calls
                     .iter()

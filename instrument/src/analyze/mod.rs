@@ -48,7 +48,10 @@
 //!   NaN, and for scalar floats where an arithmetic NaN could first be observed ([`nans`]).
 
 pub(crate) mod calls;
+mod functions;
 mod nans;
+
+pub(crate) use functions::{plan_functions, workers, PendingFunction};
 
 use crate::cost::CostModel;
 use crate::error::{Error, ErrorKind};
@@ -195,6 +198,8 @@ pub(crate) struct FunctionPlan {
     pub direct_calls: Vec<DirectCall>,
     /// Whether reachable code calls through a table or a reference.
     pub indirect_calls: bool,
+    /// Whether reachable code has size charges (which read the gas local).
+    pub size_charges: bool,
     /// What touches the gas local, in program order, for [`calls::place_reloads`].
     pub gas_events: Vec<GasEvent>,
     /// The counted loops, indexed by [`Insert::LoopCharge`].
@@ -343,6 +348,7 @@ pub(crate) fn analyze_function(
             frame_cost: 0,
             extra: ExtraLocals::default(),
             indirect_calls: false,
+            size_charges: false,
             // Generous capacities: what is never written is never touched, and growing these
             // lists (they live until the whole code section is planned) costs copies.
             insertions: Vec::with_capacity(body.range().len() / 8 + 4),
@@ -1035,6 +1041,7 @@ impl Analysis<'_> {
         if let Some(insert) = before {
             if matches!(insert, Insert::SizeCharge { .. }) {
                 self.out.extra.size = true;
+                self.out.size_charges = true;
                 self.event(GasEvent::Read);
             }
             self.insert(offset, insert);

@@ -5,6 +5,7 @@
 //! Sections that need no change are copied byte for byte; so are the entries of the global
 //! and export sections, to which the ABI's entries are appended.
 
+mod bodies;
 pub(crate) mod body;
 mod bulk;
 mod code;
@@ -17,14 +18,11 @@ mod stack;
 pub(crate) use body::LocalMap;
 
 use crate::abi::{self, AbiInfo};
-use crate::analyze::{self, invalid, Plan, Scratch};
+use crate::analyze::{self, invalid, PendingFunction, Plan};
 use crate::error::{Error, ErrorKind};
 use crate::{Options, Stats};
 use wasm_encoder::Encode;
-use wasmparser::{
-    BinaryReader, Encoding, FuncValidatorAllocations, Parser, Payload, ValidPayload, Validator,
-    WasmFeatures,
-};
+use wasmparser::{BinaryReader, Encoding, Parser, Payload, ValidPayload, Validator, WasmFeatures};
 
 const CUSTOM: u8 = 0;
 const TYPE: u8 = 1;
@@ -344,13 +342,14 @@ pub(crate) fn rewrite_module(
     // The code section is written straight into the output, its size patched in at the end.
     let mut code_size_at = 0usize;
     let mut code_remaining = 0u32;
-    let mut body_scratch = Vec::new();
-    let mut scratch = Scratch::default();
-    let mut allocs = FuncValidatorAllocations::default();
-    // Every function is analysed before any is written: call sites pre-pay their callees'
-    // entry blocks, and reloads depend on what callees do (`analyze::calls`).
-    let mut plans: Vec<analyze::FunctionPlan> = Vec::new();
-    let mut bodies: Vec<std::ops::Range<usize>> = Vec::new();
+    // Function bodies are planned once the whole code section is read, so several threads can
+    // share the work (`analyze::functions`); then every call site can pre-pay its callees'
+    // entry blocks, and reloads can depend on what callees do (`analyze::calls`).
+    let mut pending: Vec<PendingFunction<'_>> = Vec::new();
+    let threads = options
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, std::num::NonZeroUsize::get);
     let calls_module = analyze::calls::Module {
         imported: survey.functions.imported_count(survey.defined_functions),
         referenced: &survey.referenced_functions,
@@ -358,7 +357,21 @@ pub(crate) fn rewrite_module(
     };
 
     for payload in Parser::new(0).parse_all(wasm) {
-        let payload = payload.map_err(invalid)?;
+        let payload = match payload {
+            Ok(payload) => payload,
+            Err(err) => {
+                // A body read before the malformed part is reported first, as it would be if
+                // the bodies were planned as they are read.
+                analyze::plan_functions(
+                    wasm,
+                    std::mem::take(&mut pending),
+                    features,
+                    plan,
+                    threads,
+                )?;
+                return Err(invalid(err));
+            }
+        };
         let valid = validator.payload(&payload).map_err(invalid)?;
         // A module without a global or export section gets one just before the first section
         // that must follow it.
@@ -396,33 +409,27 @@ pub(crate) fn rewrite_module(
                         message: "the validator returned no function for a code entry".into(),
                     }));
                 };
-                let mut func_validator = func.into_validator(std::mem::take(&mut allocs));
-                let function = analyze::analyze_function(
-                    wasm,
-                    body,
-                    &mut func_validator,
-                    features,
-                    plan,
-                    &mut scratch,
-                )?;
-                allocs = func_validator.into_allocations();
-                plans.push(function);
-                bodies.push(body.range());
+                pending.push(PendingFunction {
+                    func,
+                    body: body.clone(),
+                });
                 code_remaining -= 1;
                 if code_remaining == 0 {
-                    analyze::calls::finish(&mut plans, &calls_module);
-                    for (function, range) in plans.iter().zip(&bodies) {
-                        stats.functions += 1;
-                        stats.blocks_metered += function.charged_blocks();
-                        body::rewrite_body(
-                            wasm,
-                            range.clone(),
-                            function,
-                            &context,
-                            &mut body_scratch,
-                            &mut writer.out,
-                        )?;
-                    }
+                    let ranges: Vec<_> = pending.iter().map(|f| f.body.range()).collect();
+                    let functions = std::mem::take(&mut pending);
+                    let mut plans =
+                        analyze::plan_functions(wasm, functions, features, plan, threads)?;
+                    let reloads = analyze::calls::finish(&mut plans, &calls_module);
+                    stats.functions += plans.len();
+                    stats.blocks_metered += bodies::write_bodies(
+                        wasm,
+                        &mut plans,
+                        &ranges,
+                        &context,
+                        &reloads,
+                        threads,
+                        &mut writer.out,
+                    )?;
                     if let Some(entries) = &entries {
                         writer.out.extend_from_slice(&entries.bodies);
                     }

@@ -1,0 +1,131 @@
+//! Plans every function body of a code section, on several threads when the section is large
+//! enough to gain from them.
+//!
+//! Function bodies validate and analyse independently of each other: each gets its own
+//! `FuncValidator` over the module's shared, read-only type information. So the workers (the
+//! calling thread and up to `threads - 1` more) each take the next function not yet taken, in
+//! module order, until none is left. Every plan lands in its function's slot, so the output
+//! never depends on the number of threads or on scheduling. Nor does an error: the one
+//! reported is that of the first failing function in module order, exactly as if the bodies
+//! were planned one after another. (Functions are taken in order and a worker always finishes
+//! the function it holds, so when a failure stops the workers, every function before any taken
+//! one has been planned.)
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use super::{analyze_function, FunctionPlan, Plan, Scratch};
+use crate::error::{Error, ErrorKind};
+use wasmparser::{
+    FuncToValidate, FuncValidatorAllocations, FunctionBody, ValidatorResources, WasmFeatures,
+};
+
+/// A function body read from the code section, with what validating it needs.
+pub(crate) struct PendingFunction<'a> {
+    pub func: FuncToValidate<ValidatorResources>,
+    pub body: FunctionBody<'a>,
+}
+
+/// Code a thread should have to itself before one more is worth starting: starting a thread
+/// costs tens of microseconds, planning this much code a few milliseconds.
+const MIN_BYTES_PER_THREAD: usize = 128 * 1024;
+
+/// How many threads work on a code section of `bytes` bytes when `threads` may.
+pub(crate) fn workers(threads: usize, bytes: usize) -> usize {
+    threads.min(bytes / MIN_BYTES_PER_THREAD).max(1)
+}
+
+/// Validates and plans `functions`, in order; returns their plans in the same order, or the
+/// error of the first function (in module order) that fails.
+pub(crate) fn plan_functions(
+    wasm: &[u8],
+    functions: Vec<PendingFunction<'_>>,
+    features: WasmFeatures,
+    plan: Plan<'_>,
+    threads: usize,
+) -> Result<Vec<FunctionPlan>, Error> {
+    let count = functions.len();
+    let bytes = functions.iter().map(|f| f.body.range().len()).sum();
+    let workers = workers(threads, bytes);
+    let queue = Mutex::new(functions.into_iter().enumerate());
+    let failed = AtomicBool::new(false);
+    let work = || worker(wasm, &queue, &failed, features, plan);
+    let mut results = if workers == 1 {
+        work()
+    } else {
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(work)).collect();
+            let mut results = work();
+            for helper in helpers {
+                match helper.join() {
+                    Ok(mut more) => results.append(&mut more),
+                    // A bug, not an input: surface it as the sequential pass would have.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            results
+        })
+    };
+    results.sort_unstable_by_key(|(index, _)| *index);
+    let mut plans = Vec::with_capacity(count);
+    for (_, result) in results {
+        plans.push(result?);
+    }
+    if plans.len() != count {
+        return Err(Error::new(ErrorKind::Internal {
+            message: format!("{} of {count} function bodies were planned", plans.len()),
+        }));
+    }
+    Ok(plans)
+}
+
+/// One worker: plans functions from the queue until it is empty or some function failed.
+fn worker(
+    wasm: &[u8],
+    queue: &Mutex<std::iter::Enumerate<std::vec::IntoIter<PendingFunction<'_>>>>,
+    failed: &AtomicBool,
+    features: WasmFeatures,
+    plan: Plan<'_>,
+) -> Vec<(usize, Result<FunctionPlan, Error>)> {
+    let mut scratch = Scratch::default();
+    let mut allocations = FuncValidatorAllocations::default();
+    let mut done = Vec::new();
+    while !failed.load(Ordering::Relaxed) {
+        // A poisoned lock means another worker panicked; the scope re-raises that panic.
+        let Some((index, function)) = queue.lock().ok().and_then(|mut queue| queue.next()) else {
+            break;
+        };
+        let mut validator = function
+            .func
+            .into_validator(std::mem::take(&mut allocations));
+        let result = analyze_function(
+            wasm,
+            &function.body,
+            &mut validator,
+            features,
+            plan,
+            &mut scratch,
+        );
+        allocations = validator.into_allocations();
+        if result.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        done.push((index, result));
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{workers, MIN_BYTES_PER_THREAD};
+
+    #[test]
+    fn small_code_sections_stay_on_one_thread() {
+        assert_eq!(workers(8, 0), 1);
+        assert_eq!(workers(8, MIN_BYTES_PER_THREAD - 1), 1);
+        assert_eq!(workers(8, 2 * MIN_BYTES_PER_THREAD), 2);
+        assert_eq!(workers(2, 100 * MIN_BYTES_PER_THREAD), 2);
+        assert_eq!(workers(1, 100 * MIN_BYTES_PER_THREAD), 1);
+        assert_eq!(workers(0, 100 * MIN_BYTES_PER_THREAD), 1);
+    }
+}

@@ -1,0 +1,128 @@
+//! Instrumenting on several threads changes nothing but the time it takes: the output, the
+//! statistics and, for a broken module, the error are the same for every thread count.
+//!
+//! The modules here are large enough (over 128 KiB of code per thread) that the workers really
+//! run.
+
+use std::num::NonZeroUsize;
+
+use ri_sandbox_instrument::{instrument, Error, Options};
+use wasm_encoder::{
+    Encode, ExportKind, ExportSection, Function, FunctionSection, Instruction, Module, RawSection,
+    TypeSection, ValType,
+};
+
+const THREADS: [usize; 4] = [1, 2, 3, 8];
+
+fn with_threads(threads: usize) -> Options {
+    let mut options = Options::default();
+    options.threads = NonZeroUsize::new(threads);
+    options
+}
+
+/// Every thread count gives what one thread gives; returns that.
+fn same_for_every_thread_count(wasm: &[u8]) -> Result<(Vec<u8>, String), Error> {
+    let one = instrument(wasm, &with_threads(1)).map(|i| (i.module, format!("{:?}", i.stats)));
+    for threads in THREADS {
+        let many =
+            instrument(wasm, &with_threads(threads)).map(|i| (i.module, format!("{:?}", i.stats)));
+        match (&one, &many) {
+            (Ok(one), Ok(many)) => assert!(one == many, "{threads} threads changed the output"),
+            (Err(one), Err(many)) => assert_eq!(
+                one.to_string(),
+                many.to_string(),
+                "{threads} threads changed the error"
+            ),
+            _ => panic!("{threads} threads: {many:?} where one thread gives {one:?}"),
+        }
+    }
+    one
+}
+
+#[test]
+fn real_programs_give_the_same_bytes_on_any_number_of_threads() {
+    for program in ["prog_medium.wasm", "prog_large.wasm"] {
+        let path = format!("{}/../fixtures/bench/{program}", env!("CARGO_MANIFEST_DIR"));
+        let wasm = std::fs::read(&path).expect("the bench programs are committed");
+        let (module, stats) = same_for_every_thread_count(&wasm).expect("instruments");
+        assert!(module.len() > wasm.len(), "{program}: {stats}");
+    }
+}
+
+/// `functions` bodies of about 300 bytes each; `broken` ones pop from an empty stack. With
+/// `overrun`, the last body's size field claims more bytes than the code section holds.
+fn module_with(functions: u32, broken: &[u32], overrun: bool) -> Vec<u8> {
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32], [ValType::I32]);
+    let mut funcs = FunctionSection::new();
+    let mut code = Vec::new();
+    functions.encode(&mut code);
+    for i in 0..functions {
+        funcs.function(0);
+        let mut f = Function::new([(1, ValType::F64)]);
+        if broken.contains(&i) {
+            f.instruction(&Instruction::I32Add);
+        }
+        f.instruction(&Instruction::LocalGet(0));
+        for k in 0..50 {
+            f.instruction(&Instruction::I32Const(k * 1000 + i as i32));
+            f.instruction(&Instruction::I32Xor);
+        }
+        f.instruction(&Instruction::End);
+        let body = f.into_raw_body();
+        let claimed = if overrun && i == functions - 1 {
+            body.len() + 10
+        } else {
+            body.len()
+        };
+        claimed.encode(&mut code);
+        code.extend_from_slice(&body);
+    }
+    let mut exports = ExportSection::new();
+    exports.export("f0", ExportKind::Func, 0);
+    let mut module = Module::new();
+    module
+        .section(&types)
+        .section(&funcs)
+        .section(&exports)
+        .section(&RawSection {
+            id: 10,
+            data: &code,
+        });
+    module.finish()
+}
+
+fn module(functions: u32, broken: &[u32]) -> Vec<u8> {
+    module_with(functions, broken, false)
+}
+
+#[test]
+fn generated_modules_give_the_same_bytes_on_any_number_of_threads() {
+    let wasm = module(4000, &[]);
+    assert!(wasm.len() > 1_000_000);
+    same_for_every_thread_count(&wasm).expect("instruments");
+}
+
+#[test]
+fn the_error_is_the_first_broken_function_s_on_any_number_of_threads() {
+    // Broken near the end and near the start: the error must name the one near the start,
+    // however the functions are shared out.
+    let wasm = module(4000, &[3900, 1200, 3999]);
+    let err = same_for_every_thread_count(&wasm).expect_err("invalid");
+    let alone = same_for_every_thread_count(&module(4000, &[1200])).expect_err("invalid");
+    assert_eq!(err.to_string(), alone.to_string());
+}
+
+#[test]
+fn a_malformed_body_is_reported_before_any_invalid_one() {
+    // Function 1200 fails validation; the last body overruns the section. The module's
+    // framing is read before any body is validated, so the overrun is what every thread count
+    // reports.
+    let both = same_for_every_thread_count(&module_with(4000, &[1200], true)).expect_err("invalid");
+    assert!(
+        both.to_string().ends_with("unexpected end-of-file"),
+        "{both}"
+    );
+    let invalid = same_for_every_thread_count(&module(4000, &[1200])).expect_err("invalid");
+    assert!(invalid.to_string().contains("type mismatch"), "{invalid}");
+}
