@@ -78,11 +78,12 @@ pub struct Options {
     /// results, which needs multi-value: off by default, so that the output uses no feature
     /// the input does not (section 10); the ri-sandbox runtime turns it on.
     pub entry_points: bool,
-    /// How many threads may validate and plan function bodies. The output is byte-identical
-    /// whatever the number (and so is the error for an invalid module); more threads only
-    /// finish a large module sooner. A code section gets one thread per 128 KiB, up to this
-    /// many, so small modules never start one. `None`: as many as the machine runs at once
-    /// ([`std::thread::available_parallelism`]). Default: `None`.
+    /// How many threads may validate, plan and write function bodies. The output is
+    /// byte-identical whatever the number (and so is the error for an invalid module); more
+    /// threads only finish a large module sooner. A code section gets one thread per 32 KiB
+    /// of code, up to this many, so small modules never start one. `None`: as many as the
+    /// machine runs at once ([`std::thread::available_parallelism`], asked once per process).
+    /// Default: `None`.
     pub threads: Option<std::num::NonZeroUsize>,
 }
 

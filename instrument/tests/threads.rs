@@ -1,7 +1,7 @@
 //! Instrumenting on several threads changes nothing but the time it takes: the output, the
 //! statistics and, for a broken module, the error are the same for every thread count.
 //!
-//! The modules here are large enough (over 128 KiB of code per thread) that the workers really
+//! The modules here are large enough (over 32 KiB of code per thread) that the workers really
 //! run.
 
 use std::num::NonZeroUsize;

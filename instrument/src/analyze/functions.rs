@@ -11,8 +11,9 @@
 //! the function it holds, so when a failure stops the workers, every function before any taken
 //! one has been planned.)
 
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use super::{analyze_function, FunctionPlan, Plan, Scratch};
 use crate::error::{Error, ErrorKind};
@@ -27,12 +28,24 @@ pub(crate) struct PendingFunction<'a> {
 }
 
 /// Code a thread should have to itself before one more is worth starting: starting a thread
-/// costs tens of microseconds, planning this much code a few milliseconds.
-const MIN_BYTES_PER_THREAD: usize = 128 * 1024;
+/// costs tens of microseconds, planning this much code more than a millisecond.
+const MIN_BYTES_PER_THREAD: usize = 32 * 1024;
 
-/// How many threads work on a code section of `bytes` bytes when `threads` may.
-pub(crate) fn workers(threads: usize, bytes: usize) -> usize {
-    threads.min(bytes / MIN_BYTES_PER_THREAD).max(1)
+/// How many threads work on a code section of `bytes` bytes when `threads` may (`None`: one
+/// per core).
+pub(crate) fn workers(threads: Option<NonZeroUsize>, bytes: usize) -> usize {
+    let useful = bytes / MIN_BYTES_PER_THREAD;
+    if useful <= 1 {
+        return 1;
+    }
+    threads.map_or_else(cores, NonZeroUsize::get).min(useful)
+}
+
+/// How many threads the machine runs at once, asked once per process: the answer comes from
+/// system files (cgroup quotas), which takes longer than instrumenting a small module.
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
 }
 
 /// Validates and plans `functions`, in order; returns their plans in the same order, or the
@@ -42,7 +55,7 @@ pub(crate) fn plan_functions(
     functions: Vec<PendingFunction<'_>>,
     features: WasmFeatures,
     plan: Plan<'_>,
-    threads: usize,
+    threads: Option<NonZeroUsize>,
 ) -> Result<Vec<FunctionPlan>, Error> {
     let count = functions.len();
     let bytes = functions.iter().map(|f| f.body.range().len()).sum();
@@ -118,14 +131,18 @@ fn worker(
 #[cfg(test)]
 mod tests {
     use super::{workers, MIN_BYTES_PER_THREAD};
+    use std::num::NonZeroUsize;
 
     #[test]
     fn small_code_sections_stay_on_one_thread() {
-        assert_eq!(workers(8, 0), 1);
-        assert_eq!(workers(8, MIN_BYTES_PER_THREAD - 1), 1);
-        assert_eq!(workers(8, 2 * MIN_BYTES_PER_THREAD), 2);
-        assert_eq!(workers(2, 100 * MIN_BYTES_PER_THREAD), 2);
-        assert_eq!(workers(1, 100 * MIN_BYTES_PER_THREAD), 1);
-        assert_eq!(workers(0, 100 * MIN_BYTES_PER_THREAD), 1);
+        let threads = |n| NonZeroUsize::new(n);
+        assert_eq!(workers(threads(8), 0), 1);
+        assert_eq!(workers(threads(8), 2 * MIN_BYTES_PER_THREAD - 1), 1);
+        assert_eq!(workers(None, 2 * MIN_BYTES_PER_THREAD - 1), 1);
+        assert_eq!(workers(threads(8), 2 * MIN_BYTES_PER_THREAD), 2);
+        assert_eq!(workers(threads(8), 3 * MIN_BYTES_PER_THREAD), 3);
+        assert_eq!(workers(threads(2), 100 * MIN_BYTES_PER_THREAD), 2);
+        assert_eq!(workers(threads(1), 100 * MIN_BYTES_PER_THREAD), 1);
+        assert!(workers(None, 100 * MIN_BYTES_PER_THREAD) >= 1);
     }
 }

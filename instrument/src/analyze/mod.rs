@@ -396,26 +396,34 @@ pub(crate) fn analyze_function(
     // from the first scalar NaN producer on.
     let observed_nans = plan.canonicalize_nans && !plan.eager_nans;
     let mut nan_state = NanState::Idle;
+    // One driver for the whole body: the operator it keeps is read in place, not moved out.
+    let mut driver = Driver {
+        validator: &mut *validator,
+        offset: ops_start,
+        op: None,
+        kind: None,
+    };
     while !reader.eof() {
         let offset = reader.original_position();
         // The width of a bulk operation's length operand, read before the operator pops it:
         // only `memory.grow` (0x40) and the 0xfc-prefixed operators can need it.
         let top_is_i64 = matches!(wasm.get(offset), Some(0x40 | 0xfc))
-            && matches!(validator.get_operand_type(0), Some(Some(ValType::I64)));
-        let mut driver = Driver {
-            validator: &mut *validator,
-            offset,
-            op: None,
-        };
+            && matches!(
+                driver.validator.get_operand_type(0),
+                Some(Some(ValType::I64))
+            );
+        driver.offset = offset;
+        driver.kind = None;
         reader
             .visit_operator(&mut driver)
             .and_then(|validated| validated)
             .map_err(invalid)?;
-        let Some((op, kind)) = driver.op else {
+        let (Some(op), Some(kind)) = (&driver.op, driver.kind) else {
             return Err(Error::new(ErrorKind::Internal {
                 message: "an operator was read but not recorded".into(),
             }));
         };
+        let validator = &*driver.validator;
         check_proposal(kind, offset)?;
         if plan.stack_limit {
             analysis.max_operands = analysis
@@ -424,14 +432,16 @@ pub(crate) fn analyze_function(
         }
         let next = reader.original_position();
         let was_reachable = analysis.reachable();
-        analysis.operator(&op, kind, offset, next, top_is_i64);
+        analysis.operator(op, kind, offset, next, top_is_i64);
         if observed_nans {
             nan_state = match nan_state {
-                NanState::Active => match scratch.nans.step(&op, next, validator.resources()) {
-                    Ok(()) => NanState::Active,
-                    Err(nans::GaveUp) => NanState::Failed,
-                },
-                NanState::Idle if was_reachable => match nan_producer(&op) {
+                NanState::Active => {
+                    match scratch.nans.step(op, kind, next, validator.resources()) {
+                        Ok(()) => NanState::Active,
+                        Err(nans::GaveUp) => NanState::Failed,
+                    }
+                }
+                NanState::Idle if was_reachable => match nan_producer(kind) {
                     Some(ty @ (FloatKind::F32 | FloatKind::F64)) => {
                         match scratch
                             .nans
@@ -511,7 +521,9 @@ enum NanState {
 struct Driver<'v, 'a> {
     validator: &'v mut FuncValidator<ValidatorResources>,
     offset: usize,
-    op: Option<(Operator<'a>, OpKind)>,
+    /// The last operator read, and its kind (set by every visit; `None` before the first).
+    op: Option<Operator<'a>>,
+    kind: Option<OpKind>,
 }
 
 /// The validator's control frames, which the reader consults to decode some operators.
@@ -535,7 +547,8 @@ macro_rules! define_driver {
             #[allow(clippy::clone_on_copy)]
             fn $visit(&mut self $($(, $arg: $argty)*)?) -> Self::Output {
                 self.validator.visitor(self.offset).$visit($($($arg.clone()),*)?)?;
-                self.op = Some((Operator::$op $({ $($arg),* })?, OpKind::$op));
+                self.op = Some(Operator::$op $({ $($arg),* })?);
+                self.kind = Some(OpKind::$op);
                 Ok(())
             }
         )*
@@ -548,7 +561,8 @@ macro_rules! define_simd_driver {
             #[allow(clippy::clone_on_copy)]
             fn $visit(&mut self $($(, $arg: $argty)*)?) -> Self::Output {
                 self.validator.simd_visitor(self.offset).$visit($($($arg.clone()),*)?)?;
-                self.op = Some((Operator::$op $({ $($arg),* })?, OpKind::$op));
+                self.op = Some(Operator::$op $({ $($arg),* })?);
+                self.kind = Some(OpKind::$op);
                 Ok(())
             }
         )*
@@ -776,7 +790,7 @@ impl Analysis<'_> {
             if kind.info().simd {
                 self.uses_v128 = true;
             }
-            self.side_effects(op, offset, next, wide);
+            self.side_effects(op, kind, offset, next, wide);
             if self.plan.canonicalize_nans && !self.plan.eager_nans {
                 if let Operator::LocalSet { local_index } | Operator::LocalTee { local_index } = op
                 {
@@ -785,7 +799,7 @@ impl Analysis<'_> {
                 self.previous_hint = match op {
                     // A tee passes its value on (the hint can only over-approximate).
                     Operator::LocalTee { .. } => self.previous_hint,
-                    _ => nans::hint(op),
+                    _ => nans::hint(op, kind),
                 };
             }
         } else {
@@ -990,7 +1004,14 @@ impl Analysis<'_> {
 
     /// Insertions an operator needs besides its block's gas: size charges, stack
     /// accounting around calls, NaN canonicalization. Called for reachable operators only.
-    fn side_effects(&mut self, op: &Operator<'_>, offset: usize, next: usize, wide: bool) {
+    fn side_effects(
+        &mut self,
+        op: &Operator<'_>,
+        kind: OpKind,
+        offset: usize,
+        next: usize,
+        wide: bool,
+    ) {
         let size = |unit| Insert::SizeCharge { unit, wide };
         let before = match op {
             Operator::MemoryCopy { .. } | Operator::MemoryFill { .. } => {
@@ -1049,18 +1070,18 @@ impl Analysis<'_> {
         if !self.plan.canonicalize_nans {
             return;
         }
-        match nan_producer(op) {
-            Some(kind @ (FloatKind::F32 | FloatKind::F64)) if !self.plan.eager_nans => {
+        match nan_producer(kind) {
+            Some(float @ (FloatKind::F32 | FloatKind::F64)) if !self.plan.eager_nans => {
                 // Placed after the whole function is read (`nans`).
-                self.nan_producers.push((next, kind));
+                self.nan_producers.push((next, float));
             }
-            Some(kind) => {
-                match kind {
+            Some(float) => {
+                match float {
                     FloatKind::F32 => self.out.extra.f32 = true,
                     FloatKind::F64 => self.out.extra.f64 = true,
                     FloatKind::F32x4 | FloatKind::F64x2 => self.out.extra.v128 = true,
                 }
-                self.insert(next, Insert::Canonicalize(kind));
+                self.insert(next, Insert::Canonicalize(float));
             }
             None => {}
         }
@@ -1102,9 +1123,9 @@ impl Analysis<'_> {
 /// The float shape of an operator's result when the operator can produce a NaN whose bits
 /// differ between engines or CPUs. Sign, absolute value, copysign, loads, stores,
 /// reinterpretations, constants and integer conversions only move bits and are not listed.
-fn nan_producer(op: &Operator<'_>) -> Option<FloatKind> {
-    use Operator as O;
-    Some(match op {
+fn nan_producer(kind: OpKind) -> Option<FloatKind> {
+    use OpKind as O;
+    Some(match kind {
         O::F32Add
         | O::F32Sub
         | O::F32Mul

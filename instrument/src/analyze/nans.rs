@@ -206,29 +206,33 @@ fn func_type(ty: &SubType) -> Option<&FuncType> {
 /// pass records it for the `local.set` right after `op`, so that the analysis, when it starts
 /// mid-function, knows what earlier assignments stored; [`NanScratch::step`] uses it for the
 /// non-NaN results of constants and conversions.
-pub(crate) fn hint(op: &Operator<'_>) -> Option<Kind> {
-    use Operator as O;
-    match op {
-        O::F32Load { .. } | O::F64Load { .. } | O::Call { .. } | O::CallIndirect { .. } => {
-            Some(Kind::Bits)
-        }
+pub(crate) fn hint(op: &Operator<'_>, kind: OpKind) -> Option<Kind> {
+    use OpKind as K;
+    match kind {
+        K::F32Load | K::F64Load | K::Call | K::CallIndirect => Some(Kind::Bits),
         // Block results are plain bits to the analysis (branches and ends are sinks).
-        O::GlobalGet { .. } | O::F32ReinterpretI32 | O::F64ReinterpretI64 | O::End => {
-            Some(Kind::Bits)
-        }
-        O::F32Const { value } if f32::from_bits(value.bits()).is_nan() => Some(Kind::Bits),
-        O::F64Const { value } if f64::from_bits(value.bits()).is_nan() => Some(Kind::Bits),
-        O::F32Const { .. }
-        | O::F64Const { .. }
-        | O::F32ConvertI32S
-        | O::F32ConvertI32U
-        | O::F32ConvertI64S
-        | O::F32ConvertI64U
-        | O::F64ConvertI32S
-        | O::F64ConvertI32U
-        | O::F64ConvertI64S
-        | O::F64ConvertI64U => Some(Kind::NotNan),
-        _ => match nan_producer(op) {
+        K::GlobalGet | K::F32ReinterpretI32 | K::F64ReinterpretI64 | K::End => Some(Kind::Bits),
+        K::F32Const => match op {
+            Operator::F32Const { value } if f32::from_bits(value.bits()).is_nan() => {
+                Some(Kind::Bits)
+            }
+            _ => Some(Kind::NotNan),
+        },
+        K::F64Const => match op {
+            Operator::F64Const { value } if f64::from_bits(value.bits()).is_nan() => {
+                Some(Kind::Bits)
+            }
+            _ => Some(Kind::NotNan),
+        },
+        K::F32ConvertI32S
+        | K::F32ConvertI32U
+        | K::F32ConvertI64S
+        | K::F32ConvertI64U
+        | K::F64ConvertI32S
+        | K::F64ConvertI32U
+        | K::F64ConvertI64S
+        | K::F64ConvertI64U => Some(Kind::NotNan),
+        _ => match nan_producer(kind) {
             Some(FloatKind::F32 | FloatKind::F64) => Some(Kind::Arith),
             _ => None,
         },
@@ -401,7 +405,8 @@ fn simulate(
     scratch.begin(resources, type_index)?;
     while !ops.eof() && !scratch.done {
         let op = ops.read().map_err(|_| GaveUp)?;
-        scratch.step(&op, ops.original_position(), resources)?;
+        let kind = OpKind::of(&op).ok_or(GaveUp)?;
+        scratch.step(&op, kind, ops.original_position(), resources)?;
     }
     if !scratch.done {
         return Err(GaveUp);
@@ -431,10 +436,11 @@ impl NanScratch {
         Ok(())
     }
 
-    /// Simulates one operator; `next` is the offset right after it.
+    /// Simulates one operator (of kind `op_kind`); `next` is the offset right after it.
     pub(crate) fn step(
         &mut self,
         op: &Operator<'_>,
+        op_kind: OpKind,
         next: usize,
         resources: &ValidatorResources,
     ) -> Result<(), GaveUp> {
@@ -690,7 +696,7 @@ impl NanScratch {
             | Operator::I64TruncSatF32U
             | Operator::I64TruncSatF64S
             | Operator::I64TruncSatF64U => {
-                let (params, _) = OpKind::of(op).and_then(|k| k.info().arity).ok_or(GaveUp)?;
+                let (params, _) = op_kind.info().arity.ok_or(GaveUp)?;
                 let from = stack.len().checked_sub(usize::from(params)).ok_or(GaveUp)?;
                 stack.truncate(from);
                 stack.push(Value::BITS);
@@ -718,13 +724,13 @@ impl NanScratch {
                 });
             }
             _ => {
-                let (params, results) = match OpKind::of(op).and_then(|k| k.info().arity) {
+                let (params, results) = match op_kind.info().arity {
                     Some((params, results)) => (u32::from(params), u32::from(results)),
                     None => op
                         .operator_arity(&Arity { resources, frames })
                         .ok_or(GaveUp)?,
                 };
-                if let Some(ty @ (FloatKind::F32 | FloatKind::F64)) = nan_producer(op) {
+                if let Some(ty @ (FloatKind::F32 | FloatKind::F64)) = nan_producer(op_kind) {
                     let from = stack.len().checked_sub(params as usize).ok_or(GaveUp)?;
                     stack.truncate(from);
                     stack.push(arith(ty));
@@ -733,7 +739,7 @@ impl NanScratch {
                 sink_n(stack, params, locals, stable, out)?;
                 stack.resize(stack.len() + results as usize, Value::BITS);
                 // Non-NaN constants and integers converted to float.
-                if hint(op) == Some(Kind::NotNan) {
+                if hint(op, op_kind) == Some(Kind::NotNan) {
                     if let Some(top) = stack.last_mut() {
                         *top = Value::NOT_NAN;
                     }

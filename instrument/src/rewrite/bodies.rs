@@ -7,6 +7,7 @@
 //! its own, appended in order. So the output is byte-identical whatever the number of threads,
 //! and an error is the first failing function's, in module order.
 
+use std::num::NonZeroUsize;
 use std::ops::Range;
 
 use super::body::{rewrite_body, Context};
@@ -22,7 +23,7 @@ pub(crate) fn write_bodies(
     bodies: &[Range<usize>],
     cx: &Context<'_>,
     reloads: &Reloads,
-    threads: usize,
+    threads: Option<NonZeroUsize>,
     out: &mut Vec<u8>,
 ) -> Result<usize, Error> {
     let total: usize = bodies.iter().map(Range::len).sum();

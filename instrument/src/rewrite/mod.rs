@@ -346,10 +346,7 @@ pub(crate) fn rewrite_module(
     // share the work (`analyze::functions`); then every call site can pre-pay its callees'
     // entry blocks, and reloads can depend on what callees do (`analyze::calls`).
     let mut pending: Vec<PendingFunction<'_>> = Vec::new();
-    let threads = options
-        .threads
-        .or_else(|| std::thread::available_parallelism().ok())
-        .map_or(1, std::num::NonZeroUsize::get);
+    let threads = options.threads;
     let calls_module = analyze::calls::Module {
         imported: survey.functions.imported_count(survey.defined_functions),
         referenced: &survey.referenced_functions,
