@@ -90,6 +90,9 @@ macro_rules! define_catalogue {
         }
 
         /// Facts about every operator, indexed by `OpKind as usize`.
+        /// Every operator kind, in catalogue order.
+        pub(crate) const ALL: &[OpKind] = &[$(OpKind::$op,)*];
+
         pub(crate) const OPERATORS: &[OpInfo] = &[
             $(OpInfo {
                 visit: stringify!($visit),
@@ -149,6 +152,14 @@ mod tests {
         assert!(index_by_name("i32.add").is_some());
         assert!(index_by_name("memory.atomic.notify").is_some());
         assert!(index_by_name("i32.frobnicate").is_none());
+    }
+
+    #[test]
+    fn all_is_in_discriminant_order() {
+        assert_eq!(ALL.len(), OPERATORS.len());
+        for (index, kind) in ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, index);
+        }
     }
 
     #[test]

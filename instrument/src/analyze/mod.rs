@@ -55,7 +55,7 @@ pub(crate) use functions::{plan_functions, workers, PendingFunction};
 
 use crate::cost::CostModel;
 use crate::error::{Error, ErrorKind};
-use crate::ops::OpKind;
+use crate::ops::{OpKind, ALL, OPERATORS};
 use wasmparser::{
     BinaryReader, BinaryReaderError, Catch, FrameKind as ValidatorFrame, FrameStack, FuncValidator,
     FunctionBody, Operator, ValType, ValidatorResources, VisitOperator, VisitSimdOperator,
@@ -776,6 +776,62 @@ impl Analysis<'_> {
         wide: bool,
     ) {
         let reachable = self.reachable();
+        // Most operators only add their price; outside a loop that may be counted, nothing
+        // else needs looking at. (Debug builds take the full path for them too and check
+        // that it did nothing else, so the tests keep `PLAIN` honest.)
+        let plain = PLAIN[kind as usize] && self.straight.is_none() && self.counted.is_none();
+        if plain && !cfg!(debug_assertions) {
+            if reachable {
+                self.current.gas = self
+                    .current
+                    .gas
+                    .saturating_add(u64::from(self.plan.costs.op_price(kind)));
+            }
+            self.previous_hint = None;
+            return;
+        }
+        let footprint = plain.then(|| self.footprint());
+        self.full_operator(op, kind, offset, next, wide);
+        if let Some(footprint) = footprint {
+            assert_eq!(
+                footprint,
+                self.footprint(),
+                "{kind:?} is in PLAIN but its analysis does more than add its price"
+            );
+            assert_eq!(
+                self.previous_hint, None,
+                "{kind:?} is in PLAIN but has a hint"
+            );
+        }
+    }
+
+    /// What an operator in [`PLAIN`] must leave unchanged (all but the block's cost).
+    fn footprint(&self) -> impl PartialEq + std::fmt::Debug {
+        (
+            self.out.insertions.len(),
+            self.out.gas_events.len(),
+            self.out.direct_calls.len(),
+            (
+                self.out.indirect_calls,
+                self.out.size_charges,
+                self.out.extra,
+            ),
+            self.frames.len(),
+            (self.nan_sets.len(), self.nan_producers.len()),
+            (self.current.slot, self.uses_v128),
+            (self.straight.is_some(), self.counted.is_some()),
+        )
+    }
+
+    fn full_operator(
+        &mut self,
+        op: &Operator<'_>,
+        kind: OpKind,
+        offset: usize,
+        next: usize,
+        wide: bool,
+    ) {
+        let reachable = self.reachable();
         // (Checked first: the value is large, and almost always `None`.)
         let counted = if self.counted.is_some() {
             self.counted.take()
@@ -1123,7 +1179,7 @@ impl Analysis<'_> {
 /// The float shape of an operator's result when the operator can produce a NaN whose bits
 /// differ between engines or CPUs. Sign, absolute value, copysign, loads, stores,
 /// reinterpretations, constants and integer conversions only move bits and are not listed.
-fn nan_producer(kind: OpKind) -> Option<FloatKind> {
+const fn nan_producer(kind: OpKind) -> Option<FloatKind> {
     use OpKind as O;
     Some(match kind {
         O::F32Add
@@ -1176,6 +1232,62 @@ fn nan_producer(kind: OpKind) -> Option<FloatKind> {
         | O::F64x2PromoteLowF32x4 => FloatKind::F64x2,
         _ => return None,
     })
+}
+
+/// For each operator kind (indexed by `OpKind as usize`): whether the analysis only adds its
+/// price to the current block, so the main loop can skip everything else. Not plain: control
+/// and calls, bulk operations (size charges), `local.set`/`local.tee` (NaN assignments,
+/// counted loops), SIMD (frame slot size), NaN producers and what `nans::hint` decides, and
+/// anything not metered. (Inside a loop that may be counted every operator takes the full
+/// path.)
+static PLAIN: [bool; OPERATORS.len()] = {
+    let mut plain = [false; OPERATORS.len()];
+    let mut i = 0;
+    while i < ALL.len() {
+        let info = &OPERATORS[i];
+        plain[i] = info.metered && !info.simd && is_plain(ALL[i]);
+        i += 1;
+    }
+    plain
+};
+
+const fn is_plain(kind: OpKind) -> bool {
+    use OpKind as K;
+    let special = matches!(
+        kind,
+        K::Block
+            | K::Loop
+            | K::If
+            | K::Else
+            | K::End
+            | K::TryTable
+            | K::Br
+            | K::BrIf
+            | K::BrOnNull
+            | K::BrOnNonNull
+            | K::BrTable
+            | K::Return
+            | K::Unreachable
+            | K::Throw
+            | K::ThrowRef
+            | K::Call
+            | K::CallIndirect
+            | K::CallRef
+            | K::ReturnCall
+            | K::ReturnCallIndirect
+            | K::ReturnCallRef
+            | K::MemoryCopy
+            | K::MemoryFill
+            | K::MemoryInit
+            | K::MemoryGrow
+            | K::TableCopy
+            | K::TableFill
+            | K::TableInit
+            | K::TableGrow
+            | K::LocalSet
+            | K::LocalTee
+    );
+    !special && nan_producer(kind).is_none() && !nans::has_hint(kind)
 }
 
 /// Rejects operators of proposals ri-sandbox does not meter or cannot make deterministic.

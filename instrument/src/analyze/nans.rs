@@ -206,6 +206,32 @@ fn func_type(ty: &SubType) -> Option<&FuncType> {
 /// pass records it for the `local.set` right after `op`, so that the analysis, when it starts
 /// mid-function, knows what earlier assignments stored; [`NanScratch::step`] uses it for the
 /// non-NaN results of constants and conversions.
+/// Whether [`hint`] can decide anything for operators of this kind.
+pub(crate) const fn has_hint(kind: OpKind) -> bool {
+    use OpKind as K;
+    matches!(
+        kind,
+        K::F32Load
+            | K::F64Load
+            | K::Call
+            | K::CallIndirect
+            | K::GlobalGet
+            | K::F32ReinterpretI32
+            | K::F64ReinterpretI64
+            | K::End
+            | K::F32Const
+            | K::F64Const
+            | K::F32ConvertI32S
+            | K::F32ConvertI32U
+            | K::F32ConvertI64S
+            | K::F32ConvertI64U
+            | K::F64ConvertI32S
+            | K::F64ConvertI32U
+            | K::F64ConvertI64S
+            | K::F64ConvertI64U
+    ) || matches!(nan_producer(kind), Some(FloatKind::F32 | FloatKind::F64))
+}
+
 pub(crate) fn hint(op: &Operator<'_>, kind: OpKind) -> Option<Kind> {
     use OpKind as K;
     match kind {
