@@ -75,6 +75,11 @@ pub(crate) const fn metered_proposal(proposal: &str) -> bool {
 impl OpInfo {
     /// The operator's name in the cost-file spelling: the visitor name without `visit_`
     /// (`i32_add`, `memory_grow`, `call_indirect`).
+    /// [`OpInfo::name`]'s bytes, for tables built at compile time.
+    pub(crate) const fn name_bytes(&self) -> &'static [u8] {
+        self.visit.as_bytes().split_at("visit_".len()).1
+    }
+
     pub(crate) fn name(&self) -> &'static str {
         &self.visit["visit_".len()..]
     }

@@ -46,7 +46,7 @@
 //! interpreters do, are never touched.
 
 use super::{nan_producer, FloatKind};
-use crate::ops::OpKind;
+use crate::ops::{OpKind, OPERATORS};
 use wasmparser::{
     BlockType, CompositeInnerType, ContType, FrameKind, FuncType, FuncValidator, FunctionBody,
     ModuleArity, Operator, OperatorsReader, RefType, SubType, ValType, ValidatorResources,
@@ -80,7 +80,8 @@ const NO_LOCAL: u32 = u32::MAX;
 struct Value {
     kind: Kind,
     /// For `Arith` values: where the value is on top of the stack.
-    origin: usize,
+    /// (Module offsets fit in 32 bits: `rewrite_module` refuses larger inputs.)
+    origin: u32,
     /// For `Arith` values: its type.
     ty: FloatKind,
     /// The local the value was read from (or [`NO_LOCAL`]), and that local's version then.
@@ -265,6 +266,54 @@ pub(crate) fn hint(op: &Operator<'_>, kind: OpKind) -> Option<Kind> {
     }
 }
 
+/// For each operator kind: whether it only takes and gives integers (`i32.*` and `i64.*`
+/// operators that mention no float type), so [`NanScratch::step`] only moves the stack
+/// height. (`i32.reinterpret_f32` and the truncations take a float: not listed.)
+static INTEGER_ONLY: [bool; OPERATORS.len()] = {
+    let mut table = [false; OPERATORS.len()];
+    let mut i = 0;
+    while i < OPERATORS.len() {
+        let info = &OPERATORS[i];
+        let name = info.name_bytes();
+        table[i] = info.arity.is_some()
+            && (starts_with(name, b"i32_") || starts_with(name, b"i64_"))
+            && !contains(name, b"f32")
+            && !contains(name, b"f64")
+            && !contains(name, b"v128");
+        i += 1;
+    }
+    table
+};
+
+const fn starts_with(name: &[u8], prefix: &[u8]) -> bool {
+    if name.len() < prefix.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < prefix.len() {
+        if name[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn contains(name: &[u8], part: &[u8]) -> bool {
+    let mut start = 0;
+    while start + part.len() <= name.len() {
+        let mut i = 0;
+        while i < part.len() && name[start + i] == part[i] {
+            i += 1;
+        }
+        if i == part.len() {
+            return true;
+        }
+        start += 1;
+    }
+    false
+}
+
 impl NanScratch {
     /// Every local's kind as the function starts: parameters `Bits`, declared locals `NotNan`.
     /// Returns the function's type index.
@@ -354,7 +403,7 @@ impl NanScratch {
         self.stack.resize(height, Value::BITS);
         self.stack.push(Value {
             kind: Kind::Arith,
-            origin: next,
+            origin: next as u32,
             ty,
             ..Value::BITS
         });
@@ -482,6 +531,18 @@ impl NanScratch {
         if *done {
             return Err(GaveUp);
         }
+        if *reachable && INTEGER_ONLY[op_kind as usize] {
+            // Integer operands are never `Arith` and never read from a float local: nothing to
+            // decide, only the stack height changes.
+            if let Some((params, results)) = op_kind.info().arity {
+                let from = stack.len().checked_sub(usize::from(params)).ok_or(GaveUp)?;
+                stack.truncate(from);
+                for _ in 0..results {
+                    stack.push(Value::BITS);
+                }
+                return Ok(());
+            }
+        }
         // A decision depends on `value`'s kind: if it was read from a local, that read must have
         // seen the local's final kind.
         let uses = |value: &Value, locals: &mut [Local], stable: &mut bool| {
@@ -499,7 +560,7 @@ impl NanScratch {
                     out: &mut Vec<(usize, FloatKind)>| {
             uses(&value, locals, stable);
             if value.kind == Kind::Arith {
-                out.push((value.origin, value.ty));
+                out.push((value.origin as usize, value.ty));
             }
         };
         let pop = |stack: &mut Vec<Value>| stack.pop().ok_or(GaveUp);
@@ -510,9 +571,10 @@ impl NanScratch {
                       stable: &mut bool,
                       out: &mut Vec<(usize, FloatKind)>| {
             let from = stack.len().checked_sub(n as usize).ok_or(GaveUp)?;
-            for value in stack.drain(from..) {
-                sink(value, locals, stable, out);
+            for value in &stack[from..] {
+                sink(*value, locals, stable, out);
             }
+            stack.truncate(from);
             Ok::<(), GaveUp>(())
         };
 
@@ -553,7 +615,7 @@ impl NanScratch {
         }
         let arith = |ty: FloatKind| Value {
             kind: Kind::Arith,
-            origin: next,
+            origin: next as u32,
             ty,
             ..Value::BITS
         };
@@ -634,12 +696,18 @@ impl NanScratch {
                 let local = locals.get_mut(*local_index as usize).ok_or(GaveUp)?;
                 let joined = join(local.kind, value.kind);
                 if joined != local.kind {
-                    if local.mattered || (joined == Kind::Mixed && local.raw_arith) {
-                        *stable = false;
+                    // A `Bits` local that becomes `Mixed` is read as plain bits either way
+                    // and never held an uncanonicalized `Arith` value: nothing this run
+                    // decided from it changes, so its reads stay current.
+                    let same_reads = local.kind == Kind::Bits && joined == Kind::Mixed;
+                    if !same_reads {
+                        if local.mattered || (joined == Kind::Mixed && local.raw_arith) {
+                            *stable = false;
+                        }
+                        local.version += 1;
+                        local.mattered = false;
                     }
                     local.kind = joined;
-                    local.version += 1;
-                    local.mattered = false;
                     if value.kind == Kind::Arith {
                         local.ty = value.ty;
                     }
@@ -647,7 +715,7 @@ impl NanScratch {
                 let stored = if value.kind != Kind::Arith {
                     value
                 } else if joined == Kind::Mixed {
-                    out.push((value.origin, value.ty));
+                    out.push((value.origin as usize, value.ty));
                     Value {
                         kind: Kind::Bits,
                         ..value
@@ -659,7 +727,7 @@ impl NanScratch {
                 if let Operator::LocalTee { .. } = op {
                     stack.push(match stored.kind {
                         Kind::Arith => Value {
-                            origin: next,
+                            origin: next as u32,
                             ..stored
                         },
                         _ => stored,
@@ -794,7 +862,37 @@ impl NanScratch {
 
 #[cfg(test)]
 mod tests {
-    use super::{join, Kind::*};
+    use super::{join, Kind::*, INTEGER_ONLY};
+    use crate::ops::OpKind;
+
+    #[test]
+    fn integer_only_operators_touch_no_float() {
+        let integer_only = |kind: OpKind| INTEGER_ONLY[kind as usize];
+        for kind in [
+            OpKind::I32Add,
+            OpKind::I64Load,
+            OpKind::I32Store8,
+            OpKind::I64ExtendI32S,
+            OpKind::I32WrapI64,
+            OpKind::I64Eqz,
+        ] {
+            assert!(integer_only(kind), "{kind:?}");
+        }
+        for kind in [
+            OpKind::I32ReinterpretF32,
+            OpKind::I64ReinterpretF64,
+            OpKind::I32TruncF64S,
+            OpKind::I64TruncSatF32U,
+            OpKind::F32Add,
+            OpKind::F64Store,
+            OpKind::I32x4Add,
+            OpKind::LocalGet,
+            OpKind::Select,
+            OpKind::Call,
+        ] {
+            assert!(!integer_only(kind), "{kind:?}");
+        }
+    }
 
     #[test]
     fn join_is_a_lattice() {
