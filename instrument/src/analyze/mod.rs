@@ -424,7 +424,9 @@ pub(crate) fn analyze_function(
             }));
         };
         let validator = &*driver.validator;
-        check_proposal(kind, offset)?;
+        if !METERED[kind as usize] {
+            return Err(unmetered(kind, offset));
+        }
         if plan.stack_limit {
             analysis.max_operands = analysis
                 .max_operands
@@ -1290,12 +1292,23 @@ const fn is_plain(kind: OpKind) -> bool {
     !special && nan_producer(kind).is_none() && !nans::has_hint(kind)
 }
 
-/// Rejects operators of proposals ri-sandbox does not meter or cannot make deterministic.
-fn check_proposal(kind: OpKind, offset: usize) -> Result<(), Error> {
-    let info = kind.info();
-    if info.metered {
-        return Ok(());
+/// For each operator kind: whether ri-sandbox meters its proposal (a compact copy of
+/// `OpInfo::metered`, read for every operator).
+static METERED: [bool; OPERATORS.len()] = {
+    let mut metered = [false; OPERATORS.len()];
+    let mut i = 0;
+    while i < OPERATORS.len() {
+        metered[i] = OPERATORS[i].metered;
+        i += 1;
     }
+    metered
+};
+
+/// The error for an operator of a proposal ri-sandbox does not meter or cannot make
+/// deterministic.
+#[cold]
+fn unmetered(kind: OpKind, offset: usize) -> Error {
+    let info = kind.info();
     let why = match info.proposal {
         "relaxed_simd" => "relaxed SIMD results differ between CPUs",
         "threads" | "shared_everything_threads" => "threads and atomics are not deterministic",
@@ -1304,14 +1317,14 @@ fn check_proposal(kind: OpKind, offset: usize) -> Result<(), Error> {
         "stack_switching" => "stack switching is not metered",
         _ => "its proposal is not metered",
     };
-    Err(Error::new(ErrorKind::Unsupported {
+    Error::new(ErrorKind::Unsupported {
         message: format!(
             "operator `{}` of the `{}` proposal: {why}",
             info.name(),
             info.proposal
         ),
         offset,
-    }))
+    })
 }
 
 pub(crate) fn invalid(e: wasmparser::BinaryReaderError) -> Error {

@@ -54,12 +54,13 @@ pub(crate) fn write_bodies(
         let helpers: Vec<_> = runs
             .map(|(plans, bodies)| {
                 scope.spawn(move || {
-                    let mut buffer = Vec::with_capacity(bodies.iter().map(Range::len).sum());
+                    let mut buffer = Vec::with_capacity(estimate(plans, bodies));
                     let blocks = write_run(wasm, plans, bodies, cx, reloads, &mut buffer);
                     (blocks, buffer)
                 })
             })
             .collect();
+        out.reserve(estimate(first_plans, first_bodies));
         let mut blocks = write_run(wasm, first_plans, first_bodies, cx, reloads, out);
         for helper in helpers {
             let (more, buffer) = match helper.join() {
@@ -75,6 +76,13 @@ pub(crate) fn write_bodies(
         }
         blocks
     })
+}
+
+/// About how many bytes a run's rewritten bodies take (a charge with its write-back is about
+/// 20 bytes), so the buffer is allocated once.
+fn estimate(plans: &[FunctionPlan], bodies: &[Range<usize>]) -> usize {
+    let inserted: usize = plans.iter().map(|plan| plan.insertions.len() * 20).sum();
+    bodies.iter().map(Range::len).sum::<usize>() + inserted
 }
 
 /// Writes one run of consecutive functions.
