@@ -15,8 +15,8 @@ use crate::analyze::calls::Reloads;
 use crate::analyze::{workers, FunctionPlan};
 use crate::error::Error;
 
-/// Places each function's gas reloads and appends its rewritten body to `out`, in order.
-/// Returns how many blocks charge gas.
+/// Places each function's gas reloads and appends its rewritten body to `out`, in order,
+/// consuming the plans (each is left empty). Returns how many blocks charge gas.
 pub(crate) fn write_bodies(
     wasm: &[u8],
     plans: &mut [FunctionPlan],
@@ -100,6 +100,8 @@ fn write_run(
         reloads.place(plan);
         blocks += plan.charged_blocks();
         rewrite_body(wasm, body.clone(), plan, cx, &mut scratch, out)?;
+        // Freed here, on this run's thread, rather than all at once on the caller's.
+        *plan = FunctionPlan::default();
     }
     Ok(blocks)
 }

@@ -182,6 +182,20 @@ fn refs_in(
     Ok(())
 }
 
+/// `value` in decimal, written into `buffer`.
+fn itoa(mut value: u32, buffer: &mut [u8; 10]) -> &str {
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buffer[start..]).unwrap_or_default()
+}
+
 /// Writes sections into the output.
 struct Writer {
     out: Vec<u8>,
@@ -282,8 +296,12 @@ pub(crate) fn rewrite_module(
         new_export_count += 1;
     }
     if options.export_state {
+        let mut name = String::new();
         let mut export = |prefix: &str, kind: u8, index: u32| {
-            format!("{prefix}{index}").as_str().encode(&mut new_exports);
+            name.clear();
+            name.push_str(prefix);
+            name.push_str(itoa(index, &mut [0; 10]));
+            name.as_str().encode(&mut new_exports);
             new_exports.push(kind);
             index.encode(&mut new_exports);
             new_export_count += 1;
@@ -540,4 +558,14 @@ fn without_label_names(wasm: &[u8], range: std::ops::Range<usize>) -> Vec<u8> {
         Ok(out)
     };
     parse().unwrap_or_else(|_| original.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn itoa_writes_decimal() {
+        for value in [0u32, 7, 10, 99, 100, 12345, u32::MAX] {
+            assert_eq!(super::itoa(value, &mut [0; 10]), value.to_string());
+        }
+    }
 }
