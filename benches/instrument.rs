@@ -5,8 +5,10 @@
 //! The modules are real clang output (`fixtures/bench/build.sh`): MVP WebAssembly, because
 //! wasm-instrument only parses MVP modules.
 //!
-//! Criterion ids: `instrument/<module>/{ri_sandbox, wasm_instrument, reencode, validate}`, with
-//! throughput in input bytes.
+//! Criterion ids: `instrument/<module>/{ri_sandbox, ri_sandbox_1_thread, wasm_instrument,
+//! reencode, validate}`, with throughput in input bytes. `ri_sandbox` uses the default thread
+//! count (one per core, for code sections of 64 KiB and more); `ri_sandbox_1_thread` the same
+//! pass on the calling thread only, the fair comparison with the single-threaded others.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -56,6 +58,8 @@ fn reencode(wasm: &[u8]) -> Vec<u8> {
 
 fn bench_instrument(c: &mut Criterion) {
     let options = Options::default();
+    let mut one_thread = Options::default();
+    one_thread.threads = std::num::NonZeroUsize::new(1);
     for (name, wasm) in MODULES {
         // Check once, outside the timings, that every strategy accepts the module, and show
         // the output sizes for context.
@@ -72,6 +76,9 @@ fn bench_instrument(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(wasm.len() as u64));
         group.bench_function("ri_sandbox", |b| {
             b.iter(|| ri_sandbox(black_box(wasm), &options))
+        });
+        group.bench_function("ri_sandbox_1_thread", |b| {
+            b.iter(|| ri_sandbox(black_box(wasm), &one_thread))
         });
         group.bench_function("wasm_instrument", |b| {
             b.iter(|| wasm_instrument(black_box(wasm)))
