@@ -51,7 +51,6 @@ fn cores() -> usize {
 /// Validates and plans `functions`, in order; returns their plans in the same order, or the
 /// error of the first function (in module order) that fails.
 pub(crate) fn plan_functions(
-    wasm: &[u8],
     functions: Vec<PendingFunction<'_>>,
     features: WasmFeatures,
     plan: Plan<'_>,
@@ -62,7 +61,7 @@ pub(crate) fn plan_functions(
     let workers = workers(threads, bytes);
     let queue = Mutex::new(functions.into_iter().enumerate());
     let failed = AtomicBool::new(false);
-    let work = || worker(wasm, &queue, &failed, features, plan);
+    let work = || worker(&queue, &failed, features, plan);
     let mut results = if workers == 1 {
         work()
     } else {
@@ -94,7 +93,6 @@ pub(crate) fn plan_functions(
 
 /// One worker: plans functions from the queue until it is empty or some function failed.
 fn worker(
-    wasm: &[u8],
     queue: &Mutex<std::iter::Enumerate<std::vec::IntoIter<PendingFunction<'_>>>>,
     failed: &AtomicBool,
     features: WasmFeatures,
@@ -111,14 +109,7 @@ fn worker(
         let mut validator = function
             .func
             .into_validator(std::mem::take(&mut allocations));
-        let result = analyze_function(
-            wasm,
-            &function.body,
-            &mut validator,
-            features,
-            plan,
-            &mut scratch,
-        );
+        let result = analyze_function(&function.body, &mut validator, features, plan, &mut scratch);
         allocations = validator.into_allocations();
         if result.is_err() {
             failed.store(true, Ordering::Relaxed);

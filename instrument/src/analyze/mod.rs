@@ -59,7 +59,7 @@ use crate::ops::{OpKind, ALL, OPERATORS};
 use wasmparser::{
     BinaryReader, BinaryReaderError, Catch, FrameKind as ValidatorFrame, FrameStack, FuncValidator,
     FunctionBody, Operator, ValType, ValidatorResources, VisitOperator, VisitSimdOperator,
-    WasmFeatures,
+    WasmFeatures, WasmModuleResources,
 };
 
 /// Which per-unit price a size charge uses.
@@ -321,7 +321,6 @@ pub(crate) struct Scratch {
 
 /// Analyses and validates one function body.
 pub(crate) fn analyze_function(
-    wasm: &[u8],
     body: &FunctionBody<'_>,
     validator: &mut FuncValidator<ValidatorResources>,
     features: WasmFeatures,
@@ -405,13 +404,6 @@ pub(crate) fn analyze_function(
     };
     while !reader.eof() {
         let offset = reader.original_position();
-        // The width of a bulk operation's length operand, read before the operator pops it:
-        // only `memory.grow` (0x40) and the 0xfc-prefixed operators can need it.
-        let top_is_i64 = matches!(wasm.get(offset), Some(0x40 | 0xfc))
-            && matches!(
-                driver.validator.get_operand_type(0),
-                Some(Some(ValType::I64))
-            );
         driver.offset = offset;
         driver.kind = None;
         reader
@@ -434,7 +426,7 @@ pub(crate) fn analyze_function(
         }
         let next = reader.original_position();
         let was_reachable = analysis.reachable();
-        analysis.operator(op, kind, offset, next, top_is_i64);
+        analysis.operator(op, kind, offset, next, validator.resources());
         if observed_nans {
             nan_state = match nan_state {
                 NanState::Active => {
@@ -775,7 +767,7 @@ impl Analysis<'_> {
         kind: OpKind,
         offset: usize,
         next: usize,
-        wide: bool,
+        resources: &ValidatorResources,
     ) {
         let reachable = self.reachable();
         // Most operators only add their price; outside a loop that may be counted, nothing
@@ -793,7 +785,7 @@ impl Analysis<'_> {
             return;
         }
         let footprint = plain.then(|| self.footprint());
-        self.full_operator(op, kind, offset, next, wide);
+        self.full_operator(op, kind, offset, next, resources);
         if let Some(footprint) = footprint {
             assert_eq!(
                 footprint,
@@ -831,7 +823,7 @@ impl Analysis<'_> {
         kind: OpKind,
         offset: usize,
         next: usize,
-        wide: bool,
+        resources: &ValidatorResources,
     ) {
         let reachable = self.reachable();
         // (Checked first: the value is large, and almost always `None`.)
@@ -848,7 +840,7 @@ impl Analysis<'_> {
             if kind.info().simd {
                 self.uses_v128 = true;
             }
-            self.side_effects(op, kind, offset, next, wide);
+            self.side_effects(op, kind, offset, next, resources);
             if self.plan.canonicalize_nans && !self.plan.eager_nans {
                 if let Operator::LocalSet { local_index } | Operator::LocalTee { local_index } = op
                 {
@@ -1068,8 +1060,22 @@ impl Analysis<'_> {
         kind: OpKind,
         offset: usize,
         next: usize,
-        wide: bool,
+        resources: &ValidatorResources,
     ) {
+        // The length operand is `i64` when the memory or table is 64-bit (both of them, for
+        // a copy); `memory.init` and `table.init` always take an `i32`.
+        let memory64 = |m: u32| resources.memory_at(m).is_some_and(|t| t.memory64);
+        let table64 = |t: u32| resources.table_at(t).is_some_and(|t| t.table64);
+        let wide = match *op {
+            Operator::MemoryCopy { dst_mem, src_mem } => memory64(dst_mem) && memory64(src_mem),
+            Operator::MemoryFill { mem } | Operator::MemoryGrow { mem } => memory64(mem),
+            Operator::TableCopy {
+                dst_table,
+                src_table,
+            } => table64(dst_table) && table64(src_table),
+            Operator::TableFill { table } | Operator::TableGrow { table } => table64(table),
+            _ => false,
+        };
         let size = |unit| Insert::SizeCharge { unit, wide };
         let before = match op {
             Operator::MemoryCopy { .. } | Operator::MemoryFill { .. } => {

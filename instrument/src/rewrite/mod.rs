@@ -372,21 +372,9 @@ pub(crate) fn rewrite_module(
     };
 
     for payload in Parser::new(0).parse_all(wasm) {
-        let payload = match payload {
-            Ok(payload) => payload,
-            Err(err) => {
-                // A body read before the malformed part is reported first, as it would be if
-                // the bodies were planned as they are read.
-                analyze::plan_functions(
-                    wasm,
-                    std::mem::take(&mut pending),
-                    features,
-                    plan,
-                    threads,
-                )?;
-                return Err(invalid(err));
-            }
-        };
+        // (`survey` has read every payload already: a malformed one is reported before any
+        // body is validated, and never gets here.)
+        let payload = payload.map_err(invalid)?;
         let valid = validator.payload(&payload).map_err(invalid)?;
         // A module without a global or export section gets one just before the first section
         // that must follow it.
@@ -432,8 +420,7 @@ pub(crate) fn rewrite_module(
                 if code_remaining == 0 {
                     let ranges: Vec<_> = pending.iter().map(|f| f.body.range()).collect();
                     let functions = std::mem::take(&mut pending);
-                    let mut plans =
-                        analyze::plan_functions(wasm, functions, features, plan, threads)?;
+                    let mut plans = analyze::plan_functions(functions, features, plan, threads)?;
                     let reloads = analyze::calls::finish(&mut plans, &calls_module);
                     stats.functions += plans.len();
                     stats.blocks_metered += bodies::write_bodies(
