@@ -317,6 +317,7 @@ pub(crate) struct Scratch {
     nan_sets: Vec<(u32, Option<nans::Kind>)>,
     nans: nans::NanScratch,
     loop_writes: Vec<u32>,
+    validator_frames: Vec<ValidatorFrame>,
 }
 
 /// Analyses and validates one function body.
@@ -401,7 +402,11 @@ pub(crate) fn analyze_function(
         offset: ops_start,
         op: None,
         kind: None,
+        frames: std::mem::take(&mut scratch.validator_frames),
+        mirror_exact: true,
     };
+    driver.frames.clear();
+    driver.frames.push(ValidatorFrame::Block);
     while !reader.eof() {
         let offset = reader.original_position();
         driver.offset = offset;
@@ -415,6 +420,15 @@ pub(crate) fn analyze_function(
                 message: "an operator was read but not recorded".into(),
             }));
         };
+        if cfg!(debug_assertions) && driver.mirror_exact {
+            let validator = &*driver.validator;
+            let mirrored = (driver.frames.len(), driver.frames.last().copied());
+            let actual = (
+                validator.control_stack_height() as usize,
+                validator.get_control_frame(0).map(|frame| frame.kind),
+            );
+            assert_eq!(mirrored, actual, "the frame mirror drifted at {offset:#x}");
+        }
         let validator = &*driver.validator;
         if !METERED[kind as usize] {
             return Err(unmetered(kind, offset));
@@ -451,6 +465,7 @@ pub(crate) fn analyze_function(
             };
         }
     }
+    scratch.validator_frames = std::mem::take(&mut driver.frames);
     reader
         .finish_expression(&Frames(validator))
         .map_err(invalid)?;
@@ -518,6 +533,10 @@ struct Driver<'v, 'a> {
     /// The last operator read, and its kind (set by every visit; `None` before the first).
     op: Option<Operator<'a>>,
     kind: Option<OpKind>,
+    /// The kinds of the validator's control frames, innermost last (see `mirror`), and
+    /// whether they are known to match.
+    frames: Vec<ValidatorFrame>,
+    mirror_exact: bool,
 }
 
 /// The validator's control frames, which the reader consults to decode some operators.
@@ -530,8 +549,47 @@ impl FrameStack for Frames<'_> {
 }
 
 impl FrameStack for Driver<'_, '_> {
+    // The reader asks before every operator (to refuse operators after the function's
+    // `end`); the mirror answers without a call into the validator.
+    #[inline]
     fn current_frame(&self) -> Option<ValidatorFrame> {
-        self.validator.get_control_frame(0).map(|frame| frame.kind)
+        if self.mirror_exact {
+            self.frames.last().copied()
+        } else {
+            self.validator.get_control_frame(0).map(|frame| frame.kind)
+        }
+    }
+}
+
+impl Driver<'_, '_> {
+    /// Keeps [`Driver::frames`] equal to the validator's control frames after a validated
+    /// operator of this kind.
+    #[inline(always)]
+    fn mirror(&mut self, kind: OpKind) {
+        let opened = match kind {
+            OpKind::Block => ValidatorFrame::Block,
+            OpKind::Loop => ValidatorFrame::Loop,
+            OpKind::If => ValidatorFrame::If,
+            OpKind::TryTable => ValidatorFrame::TryTable,
+            OpKind::Else => {
+                if let Some(top) = self.frames.last_mut() {
+                    *top = ValidatorFrame::Else;
+                }
+                return;
+            }
+            OpKind::End => {
+                self.frames.pop();
+                return;
+            }
+            // Legacy exception handling changes frames in ways not mirrored here; the
+            // supported features refuse it, but should it validate, ask the validator.
+            OpKind::Try | OpKind::Catch | OpKind::CatchAll | OpKind::Delegate => {
+                self.mirror_exact = false;
+                return;
+            }
+            _ => return,
+        };
+        self.frames.push(opened);
     }
 }
 
@@ -541,6 +599,7 @@ macro_rules! define_driver {
             #[allow(clippy::clone_on_copy)]
             fn $visit(&mut self $($(, $arg: $argty)*)?) -> Self::Output {
                 self.validator.visitor(self.offset).$visit($($($arg.clone()),*)?)?;
+                self.mirror(OpKind::$op);
                 self.op = Some(Operator::$op $({ $($arg),* })?);
                 self.kind = Some(OpKind::$op);
                 Ok(())
