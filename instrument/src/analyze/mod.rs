@@ -318,6 +318,10 @@ pub(crate) struct Scratch {
     nans: nans::NanScratch,
     loop_writes: Vec<u32>,
     validator_frames: Vec<ValidatorFrame>,
+    insertions: Vec<Insertion>,
+    blocks: Vec<u64>,
+    direct_calls: Vec<DirectCall>,
+    gas_events: Vec<GasEvent>,
 }
 
 /// Analyses and validates one function body.
@@ -349,12 +353,12 @@ pub(crate) fn analyze_function(
             extra: ExtraLocals::default(),
             indirect_calls: false,
             size_charges: false,
-            // Generous capacities: what is never written is never touched, and growing these
-            // lists (they live until the whole code section is planned) costs copies.
-            insertions: Vec::with_capacity(body.range().len() / 8 + 4),
-            blocks: Vec::with_capacity(body.range().len() / 16 + 1),
-            direct_calls: Vec::with_capacity(body.range().len() / 32),
-            gas_events: Vec::with_capacity(body.range().len() / 6 + 4),
+            // Built in the worker's reusable buffers; the plan gets exact-size copies (it
+            // lives until the whole code section is planned).
+            insertions: std::mem::take(&mut scratch.insertions),
+            blocks: std::mem::take(&mut scratch.blocks),
+            direct_calls: std::mem::take(&mut scratch.direct_calls),
+            gas_events: std::mem::take(&mut scratch.gas_events),
             loops: Vec::new(),
             reloads: Vec::new(),
         },
@@ -370,6 +374,10 @@ pub(crate) fn analyze_function(
         loop_writes: std::mem::take(&mut scratch.loop_writes),
         counted: None,
     };
+    analysis.out.insertions.clear();
+    analysis.out.blocks.clear();
+    analysis.out.direct_calls.clear();
+    analysis.out.gas_events.clear();
     analysis.frames.clear();
     analysis.nan_producers.clear();
     analysis.nan_sets.clear();
@@ -511,7 +519,21 @@ pub(crate) fn analyze_function(
     scratch.nan_producers = analysis.nan_producers;
     scratch.nan_sets = analysis.nan_sets;
     scratch.loop_writes = analysis.loop_writes;
-    Ok(analysis.out)
+    let mut out = analysis.out;
+    let plan = FunctionPlan {
+        insertions: out.insertions.to_vec(),
+        blocks: out.blocks.to_vec(),
+        direct_calls: out.direct_calls.to_vec(),
+        gas_events: out.gas_events.to_vec(),
+        loops: std::mem::take(&mut out.loops),
+        reloads: Vec::new(),
+        ..out
+    };
+    scratch.insertions = out.insertions;
+    scratch.blocks = out.blocks;
+    scratch.direct_calls = out.direct_calls;
+    scratch.gas_events = out.gas_events;
+    Ok(plan)
 }
 
 /// Where the NaN analysis of the function being read stands.
