@@ -71,7 +71,8 @@ struct Survey {
 
 /// A first, cheap pass over section headers: the global count (the gas global's index) and
 /// the start function must be known before the sections that precede them are written.
-fn survey(wasm: &[u8]) -> Result<Survey, Error> {
+/// Types and exported functions' names are kept only for `entry_points`.
+fn survey(wasm: &[u8], entry_points: bool) -> Result<Survey, Error> {
     let mut survey = Survey::default();
     let mut reserved = None;
     let mut already_instrumented = false;
@@ -111,7 +112,7 @@ fn survey(wasm: &[u8]) -> Result<Survey, Error> {
                     refs_in(&global.init_expr, &mut survey.referenced_functions)?;
                 }
             }
-            Payload::TypeSection(reader) => survey.functions.add_types(reader)?,
+            Payload::TypeSection(reader) if entry_points => survey.functions.add_types(reader)?,
             Payload::FunctionSection(reader) => {
                 survey.defined_functions = reader.count();
                 for ty in reader {
@@ -145,10 +146,12 @@ fn survey(wasm: &[u8]) -> Result<Survey, Error> {
                     }
                     if export.kind == wasmparser::ExternalKind::Func {
                         survey.referenced_functions.insert(export.index);
-                        survey
-                            .functions
-                            .exported
-                            .push((export.name.to_string(), export.index));
+                        if entry_points {
+                            survey
+                                .functions
+                                .exported
+                                .push((export.name.to_string(), export.index));
+                        }
                     }
                 }
             }
@@ -247,7 +250,7 @@ pub(crate) fn rewrite_module(
             message: "modules of 4 GiB or more are not supported".into(),
         }));
     }
-    let survey = survey(wasm)?;
+    let survey = survey(wasm, options.entry_points)?;
     let gas_global = survey
         .imported_globals
         .checked_add(survey.defined_globals)
