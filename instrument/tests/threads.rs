@@ -49,9 +49,10 @@ fn real_programs_give_the_same_bytes_on_any_number_of_threads() {
     }
 }
 
-/// `functions` bodies of about 300 bytes each; `broken` ones pop from an empty stack. With
-/// `overrun`, the last body's size field claims more bytes than the code section holds.
-fn module_with(functions: u32, broken: &[u32], overrun: bool) -> Vec<u8> {
+/// `functions` bodies of about 300 bytes each (`big` ones about 30 KB, which workers take
+/// first); `broken` ones pop from an empty stack. With `overrun`, the last body's size field
+/// claims more bytes than the code section holds.
+fn module_with(functions: u32, broken: &[u32], big: &[u32], overrun: bool) -> Vec<u8> {
     let mut types = TypeSection::new();
     types.ty().function([ValType::I32], [ValType::I32]);
     let mut funcs = FunctionSection::new();
@@ -64,7 +65,8 @@ fn module_with(functions: u32, broken: &[u32], overrun: bool) -> Vec<u8> {
             f.instruction(&Instruction::I32Add);
         }
         f.instruction(&Instruction::LocalGet(0));
-        for k in 0..50 {
+        let pairs = if big.contains(&i) { 5000 } else { 50 };
+        for k in 0..pairs {
             f.instruction(&Instruction::I32Const(k * 1000 + i as i32));
             f.instruction(&Instruction::I32Xor);
         }
@@ -93,7 +95,7 @@ fn module_with(functions: u32, broken: &[u32], overrun: bool) -> Vec<u8> {
 }
 
 fn module(functions: u32, broken: &[u32]) -> Vec<u8> {
-    module_with(functions, broken, false)
+    module_with(functions, broken, &[], false)
 }
 
 #[test]
@@ -114,11 +116,26 @@ fn the_error_is_the_first_broken_function_s_on_any_number_of_threads() {
 }
 
 #[test]
+fn a_big_body_taken_first_does_not_hide_an_earlier_error() {
+    // Function 3500 is large, so a worker takes it before the others, and it is broken; the
+    // error must still be function 1200's.
+    let wasm = module_with(4000, &[3500, 1200], &[3500], false);
+    let err = same_for_every_thread_count(&wasm).expect_err("invalid");
+    let alone = same_for_every_thread_count(&module(4000, &[1200])).expect_err("invalid");
+    assert_eq!(err.to_string(), alone.to_string());
+    // And without the earlier error, the big body's own.
+    let big_only = module_with(4000, &[3500], &[3500], false);
+    let err = same_for_every_thread_count(&big_only).expect_err("invalid");
+    assert_ne!(err.to_string(), alone.to_string());
+}
+
+#[test]
 fn a_malformed_body_is_reported_before_any_invalid_one() {
     // Function 1200 fails validation; the last body overruns the section. The module's
     // framing is read before any body is validated, so the overrun is what every thread count
     // reports.
-    let both = same_for_every_thread_count(&module_with(4000, &[1200], true)).expect_err("invalid");
+    let both =
+        same_for_every_thread_count(&module_with(4000, &[1200], &[], true)).expect_err("invalid");
     assert!(
         both.to_string().ends_with("unexpected end-of-file"),
         "{both}"

@@ -3,16 +3,14 @@
 //!
 //! Function bodies validate and analyse independently of each other: each gets its own
 //! `FuncValidator` over the module's shared, read-only type information. So the workers (the
-//! calling thread and up to `threads - 1` more) each take the next function not yet taken, in
-//! module order, until none is left. Every plan lands in its function's slot, so the output
-//! never depends on the number of threads or on scheduling. Nor does an error: the one
-//! reported is that of the first failing function in module order, exactly as if the bodies
-//! were planned one after another. (Functions are taken in order and a worker always finishes
-//! the function it holds, so when a failure stops the workers, every function before any taken
-//! one has been planned.)
+//! calling thread and up to `threads - 1` more) each take the next function not yet taken
+//! (very large bodies first, then module order) until none is left. Every plan lands in its function's slot, so the
+//! output never depends on the number of threads or on scheduling. Nor does an error: every
+//! function is planned and the one reported is that of the first failing function in module
+//! order, exactly what one thread planning the bodies in order (and stopping at the first
+//! failure, as it does) reports.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use super::{analyze_function, FunctionPlan, Plan, Scratch};
@@ -31,6 +29,9 @@ pub(crate) struct PendingFunction<'a> {
 /// costs tens of microseconds, planning this much code more than a millisecond.
 const MIN_BYTES_PER_THREAD: usize = 32 * 1024;
 
+/// A body this large (a few milliseconds of planning) is planned before the others.
+const BIG_BODY: usize = 16 * 1024;
+
 /// How many threads work on a code section of `bytes` bytes when `threads` may (`None`: one
 /// per core).
 pub(crate) fn workers(threads: Option<NonZeroUsize>, bytes: usize) -> usize {
@@ -48,8 +49,8 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
 }
 
-/// Validates and plans `functions`, in order; returns their plans in the same order, or the
-/// error of the first function (in module order) that fails.
+/// Validates and plans `functions`; returns their plans in module order, or the error of the
+/// first function (in module order) that fails.
 pub(crate) fn plan_functions(
     functions: Vec<PendingFunction<'_>>,
     features: WasmFeatures,
@@ -59,9 +60,18 @@ pub(crate) fn plan_functions(
     let count = functions.len();
     let bytes = functions.iter().map(|f| f.body.range().len()).sum();
     let workers = workers(threads, bytes);
-    let queue = Mutex::new(functions.into_iter().enumerate());
-    let failed = AtomicBool::new(false);
-    let work = || worker(&queue, &failed, features, plan);
+    let mut queue: Vec<(usize, PendingFunction<'_>)> = functions.into_iter().enumerate().collect();
+    if workers > 1 {
+        // Bodies much larger than the rest first (the rest in module order, which reads the
+        // input front to back), so that no thread is left alone with a big function at the
+        // end while the others wait.
+        let big = |(_, f): &(usize, PendingFunction<'_>)| f.body.range().len() >= BIG_BODY;
+        let (mut first, rest): (Vec<_>, Vec<_>) = queue.into_iter().partition(big);
+        first.extend(rest);
+        queue = first;
+    }
+    let queue = Mutex::new(queue.into_iter());
+    let work = || worker(&queue, workers == 1, features, plan);
     let mut results = if workers == 1 {
         work()
     } else {
@@ -91,30 +101,29 @@ pub(crate) fn plan_functions(
     Ok(plans)
 }
 
-/// One worker: plans functions from the queue until it is empty or some function failed.
+/// One worker: plans functions from the queue until it is empty (or, when it works alone and
+/// so in module order, until one fails).
 fn worker(
-    queue: &Mutex<std::iter::Enumerate<std::vec::IntoIter<PendingFunction<'_>>>>,
-    failed: &AtomicBool,
+    queue: &Mutex<std::vec::IntoIter<(usize, PendingFunction<'_>)>>,
+    alone: bool,
     features: WasmFeatures,
     plan: Plan<'_>,
 ) -> Vec<(usize, Result<FunctionPlan, Error>)> {
     let mut scratch = Scratch::default();
     let mut allocations = FuncValidatorAllocations::default();
     let mut done = Vec::new();
-    while !failed.load(Ordering::Relaxed) {
-        // A poisoned lock means another worker panicked; the scope re-raises that panic.
-        let Some((index, function)) = queue.lock().ok().and_then(|mut queue| queue.next()) else {
-            break;
-        };
+    // A poisoned lock means another worker panicked; the scope re-raises that panic.
+    while let Some((index, function)) = queue.lock().ok().and_then(|mut queue| queue.next()) {
         let mut validator = function
             .func
             .into_validator(std::mem::take(&mut allocations));
         let result = analyze_function(&function.body, &mut validator, features, plan, &mut scratch);
         allocations = validator.into_allocations();
-        if result.is_err() {
-            failed.store(true, Ordering::Relaxed);
-        }
+        let failed = result.is_err();
         done.push((index, result));
+        if failed && alone {
+            break;
+        }
     }
     done
 }
