@@ -45,18 +45,38 @@ const METERED: &[&str] = &[
 ];
 
 const fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
+    a.len() == b.len() && starts_with(a.as_bytes(), b.as_bytes())
+}
+
+/// `name` starts with `prefix` (usable in constant tables).
+pub(crate) const fn starts_with(name: &[u8], prefix: &[u8]) -> bool {
+    if name.len() < prefix.len() {
         return false;
     }
     let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
+    while i < prefix.len() {
+        if name[i] != prefix[i] {
             return false;
         }
         i += 1;
     }
     true
+}
+
+/// `name` contains `part` (usable in constant tables).
+pub(crate) const fn contains(name: &[u8], part: &[u8]) -> bool {
+    let mut start = 0;
+    while start + part.len() <= name.len() {
+        let mut i = 0;
+        while i < part.len() && name[start + i] == part[i] {
+            i += 1;
+        }
+        if i == part.len() {
+            return true;
+        }
+        start += 1;
+    }
+    false
 }
 
 /// Whether operators of this proposal are metered; decided at compile time so the hot loop
@@ -73,13 +93,13 @@ pub(crate) const fn metered_proposal(proposal: &str) -> bool {
 }
 
 impl OpInfo {
-    /// The operator's name in the cost-file spelling: the visitor name without `visit_`
-    /// (`i32_add`, `memory_grow`, `call_indirect`).
     /// [`OpInfo::name`]'s bytes, for tables built at compile time.
     pub(crate) const fn name_bytes(&self) -> &'static [u8] {
         self.visit.as_bytes().split_at("visit_".len()).1
     }
 
+    /// The operator's name in the cost-file spelling: the visitor name without `visit_`
+    /// (`i32_add`, `memory_grow`, `call_indirect`).
     pub(crate) fn name(&self) -> &'static str {
         &self.visit["visit_".len()..]
     }

@@ -104,7 +104,7 @@ pub(crate) enum Insert {
     /// iterations the loop will run: the loop with this index in [`FunctionPlan::loops`].
     LoopCharge(u32),
     /// Copy the gas counter into the function's gas local: where a `catch` lands, and where
-    /// [`calls::place_reloads`] decides (after the function's entry or a call, when the local
+    /// [`calls::Reloads::place`] decides (after the function's entry or a call, when the local
     /// is read before it is stale again). Emitted before any other insertion at the same
     /// offset.
     GasReload,
@@ -166,7 +166,7 @@ pub(crate) struct Insertion {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ExtraLocals {
     /// `i64`: the gas counter's value, kept in a local between reloads (decided by
-    /// [`calls::place_reloads`]).
+    /// [`calls::Reloads::place`]).
     pub gas: bool,
     /// `i64`: the caller's stack level, saved on entry.
     pub level: bool,
@@ -200,11 +200,11 @@ pub(crate) struct FunctionPlan {
     pub indirect_calls: bool,
     /// Whether reachable code has size charges (which read the gas local).
     pub size_charges: bool,
-    /// What touches the gas local, in program order, for [`calls::place_reloads`].
+    /// What touches the gas local, in program order, for [`calls::Reloads::place`].
     pub gas_events: Vec<GasEvent>,
     /// The counted loops, indexed by [`Insert::LoopCharge`].
     pub loops: Vec<CountedLoop>,
-    /// Offsets of the gas reloads [`calls::place_reloads`] chose, in increasing order; emitted
+    /// Offsets of the gas reloads [`calls::Reloads::place`] chose, in increasing order; emitted
     /// before the insertions at the same offset.
     pub reloads: Vec<u32>,
 }
@@ -842,6 +842,8 @@ impl Analysis<'_> {
         self.finish_block();
     }
 
+    /// Analyses one reachable or unreachable operator: the fast path for [`PLAIN`] ones,
+    /// [`Analysis::full_operator`] for the rest.
     fn operator(
         &mut self,
         op: &Operator<'_>,
@@ -898,6 +900,8 @@ impl Analysis<'_> {
         )
     }
 
+    /// Everything an operator can need: its price, insertions before and after it, control
+    /// frames, calls, NaN bookkeeping and counted-loop recognition.
     fn full_operator(
         &mut self,
         op: &Operator<'_>,
@@ -1340,6 +1344,7 @@ static PLAIN: [bool; OPERATORS.len()] = {
     plain
 };
 
+/// The classifier [`PLAIN`] is built from (the metered and SIMD checks aside).
 const fn is_plain(kind: OpKind) -> bool {
     use OpKind as K;
     let special = matches!(

@@ -46,7 +46,7 @@
 //! interpreters do, are never touched.
 
 use super::{nan_producer, FloatKind};
-use crate::ops::{OpKind, OPERATORS};
+use crate::ops::{contains, starts_with, OpKind, OPERATORS};
 use wasmparser::{
     BlockType, CompositeInnerType, ContType, FrameKind, FuncType, FuncValidator, FunctionBody,
     ModuleArity, Operator, OperatorsReader, RefType, SubType, ValType, ValidatorResources,
@@ -203,10 +203,6 @@ fn func_type(ty: &SubType) -> Option<&FuncType> {
     }
 }
 
-/// The kind of the value `op` leaves on top of the stack, when `op` alone decides it. The main
-/// pass records it for the `local.set` right after `op`, so that the analysis, when it starts
-/// mid-function, knows what earlier assignments stored; [`NanScratch::step`] uses it for the
-/// non-NaN results of constants and conversions.
 /// Whether [`hint`] can decide anything for operators of this kind.
 pub(crate) const fn has_hint(kind: OpKind) -> bool {
     use OpKind as K;
@@ -222,7 +218,16 @@ pub(crate) const fn has_hint(kind: OpKind) -> bool {
             | K::End
             | K::F32Const
             | K::F64Const
-            | K::F32ConvertI32S
+    ) || converts_integer(kind)
+        || matches!(nan_producer(kind), Some(FloatKind::F32 | FloatKind::F64))
+}
+
+/// Integer-to-float conversions, whose results are never NaN.
+const fn converts_integer(kind: OpKind) -> bool {
+    use OpKind as K;
+    matches!(
+        kind,
+        K::F32ConvertI32S
             | K::F32ConvertI32U
             | K::F32ConvertI64S
             | K::F32ConvertI64U
@@ -230,9 +235,13 @@ pub(crate) const fn has_hint(kind: OpKind) -> bool {
             | K::F64ConvertI32U
             | K::F64ConvertI64S
             | K::F64ConvertI64U
-    ) || matches!(nan_producer(kind), Some(FloatKind::F32 | FloatKind::F64))
+    )
 }
 
+/// The kind of the value `op` leaves on top of the stack, when `op` alone decides it. The main
+/// pass records it for the `local.set` right after `op`, so that the analysis, when it starts
+/// mid-function, knows what earlier assignments stored; [`NanScratch::step`] uses it for the
+/// non-NaN results of constants and conversions.
 pub(crate) fn hint(op: &Operator<'_>, kind: OpKind) -> Option<Kind> {
     use OpKind as K;
     match kind {
@@ -251,14 +260,7 @@ pub(crate) fn hint(op: &Operator<'_>, kind: OpKind) -> Option<Kind> {
             }
             _ => Some(Kind::NotNan),
         },
-        K::F32ConvertI32S
-        | K::F32ConvertI32U
-        | K::F32ConvertI64S
-        | K::F32ConvertI64U
-        | K::F64ConvertI32S
-        | K::F64ConvertI32U
-        | K::F64ConvertI64S
-        | K::F64ConvertI64U => Some(Kind::NotNan),
+        kind if converts_integer(kind) => Some(Kind::NotNan),
         _ => match nan_producer(kind) {
             Some(FloatKind::F32 | FloatKind::F64) => Some(Kind::Arith),
             _ => None,
@@ -284,35 +286,6 @@ static INTEGER_ONLY: [bool; OPERATORS.len()] = {
     }
     table
 };
-
-const fn starts_with(name: &[u8], prefix: &[u8]) -> bool {
-    if name.len() < prefix.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < prefix.len() {
-        if name[i] != prefix[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
-const fn contains(name: &[u8], part: &[u8]) -> bool {
-    let mut start = 0;
-    while start + part.len() <= name.len() {
-        let mut i = 0;
-        while i < part.len() && name[start + i] == part[i] {
-            i += 1;
-        }
-        if i == part.len() {
-            return true;
-        }
-        start += 1;
-    }
-    false
-}
 
 impl NanScratch {
     /// Every local's kind as the function starts: parameters `Bits`, declared locals `NotNan`.
