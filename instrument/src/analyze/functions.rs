@@ -4,11 +4,11 @@
 //! Function bodies validate and analyse independently of each other: each gets its own
 //! `FuncValidator` over the module's shared, read-only type information. So the workers (the
 //! calling thread and up to `threads - 1` more) each take the next function not yet taken
-//! (very large bodies first, then module order) until none is left. Every plan lands in its function's slot, so the
-//! output never depends on the number of threads or on scheduling. Nor does an error: every
-//! function is planned and the one reported is that of the first failing function in module
-//! order, exactly what one thread planning the bodies in order (and stopping at the first
-//! failure, as it does) reports.
+//! (very large bodies first, then module order) until none is left. Every plan lands in its
+//! function's slot, so the output never depends on the number of threads or on scheduling.
+//! Nor does an error: every function is planned and the one reported is that of the first
+//! failing function in module order, exactly what one thread planning the bodies in order
+//! (and stopping at the first failure, as it does) reports.
 
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, OnceLock};
@@ -29,7 +29,7 @@ pub(crate) struct PendingFunction<'a> {
 /// costs tens of microseconds, planning this much code more than a millisecond.
 const MIN_BYTES_PER_THREAD: usize = 32 * 1024;
 
-/// A body this large (a few milliseconds of planning) is planned before the others.
+/// A body this large (most of a millisecond of planning) is planned before the others.
 const BIG_BODY: usize = 16 * 1024;
 
 /// How many threads work on a code section of `bytes` bytes when `threads` may (`None`: one
