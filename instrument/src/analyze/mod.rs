@@ -859,16 +859,13 @@ impl Analysis<'_> {
         let plain = PLAIN[kind as usize] && self.straight.is_none() && self.counted.is_none();
         if plain && !cfg!(debug_assertions) {
             if reachable {
-                self.current.gas = self
-                    .current
-                    .gas
-                    .saturating_add(u64::from(self.plan.costs.op_price(kind)));
+                self.add_price(kind);
             }
             self.previous_hint = None;
             return;
         }
         let footprint = plain.then(|| self.footprint());
-        self.full_operator(op, kind, offset, next, resources);
+        self.full_operator(op, kind, offset, next, reachable, resources);
         if let Some(footprint) = footprint {
             assert_eq!(
                 footprint,
@@ -880,6 +877,14 @@ impl Analysis<'_> {
                 "{kind:?} is in PLAIN but has a hint"
             );
         }
+    }
+
+    /// Adds an operator's price to the current block.
+    fn add_price(&mut self, kind: OpKind) {
+        self.current.gas = self
+            .current
+            .gas
+            .saturating_add(u64::from(self.plan.costs.op_price(kind)));
     }
 
     /// What an operator in [`PLAIN`] must leave unchanged (all but the block's cost).
@@ -908,9 +913,9 @@ impl Analysis<'_> {
         kind: OpKind,
         offset: usize,
         next: usize,
+        reachable: bool,
         resources: &ValidatorResources,
     ) {
-        let reachable = self.reachable();
         // (Checked first: the value is large, and almost always `None`.)
         let counted = if self.counted.is_some() {
             self.counted.take()
@@ -918,10 +923,7 @@ impl Analysis<'_> {
             None
         };
         if reachable {
-            self.current.gas = self
-                .current
-                .gas
-                .saturating_add(u64::from(self.plan.costs.op_price(kind)));
+            self.add_price(kind);
             if kind.info().simd {
                 self.uses_v128 = true;
             }

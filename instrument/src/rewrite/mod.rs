@@ -367,7 +367,6 @@ pub(crate) fn rewrite_module(
     // share the work (`analyze::functions`); then every call site can pre-pay its callees'
     // entry blocks, and reloads can depend on what callees do (`analyze::calls`).
     let mut pending: Vec<PendingFunction<'_>> = Vec::new();
-    let threads = options.threads;
     let calls_module = analyze::calls::Module {
         imported: survey.functions.imported_count(survey.defined_functions),
         referenced: &survey.referenced_functions,
@@ -423,7 +422,8 @@ pub(crate) fn rewrite_module(
                 if code_remaining == 0 {
                     let ranges: Vec<_> = pending.iter().map(|f| f.body.range()).collect();
                     let functions = std::mem::take(&mut pending);
-                    let mut plans = analyze::plan_functions(functions, features, plan, threads)?;
+                    let mut plans =
+                        analyze::plan_functions(functions, features, plan, options.threads)?;
                     let reloads = analyze::calls::finish(&mut plans, &calls_module);
                     stats.functions += plans.len();
                     stats.blocks_metered += bodies::write_bodies(
@@ -432,7 +432,7 @@ pub(crate) fn rewrite_module(
                         &ranges,
                         &context,
                         &reloads,
-                        threads,
+                        options.threads,
                         &mut writer.out,
                     )?;
                     if let Some(entries) = &entries {
