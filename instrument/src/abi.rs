@@ -192,7 +192,10 @@
 //! # 11. Entry points
 //! When instrumented with entry points (an option, flag [`FLAG_ENTRY_POINTS`]; the ri-sandbox
 //! runtime always asks for them), the output also exports, after everything above and in the
-//! order of the module's exports, `ri_sandbox_call_{name}` for every function export `{name}`.
+//! order of the module's exports, `ri_sandbox_call_{name}` for every function export `{name}`
+//! whose function has at most [`MAX_ENTRY_POINT_PARAMS`] (16) parameters. (An entry point
+//! forwards every parameter, so a tiny module of many exported 1,000-parameter functions would
+//! otherwise grow two hundredfold; the host calls the others as in sections 2 and 4.)
 //! Its type is the function's with an `i64` parameter put first and an `i64` result put last.
 //! It sets `ri_sandbox_gas_left` to that first parameter, sets `ri_sandbox_stack_left` to the
 //! stack limit (when there is one), calls the function with the other parameters, and returns
@@ -207,6 +210,9 @@ pub const ABI_VERSION: u32 = 1;
 
 /// Name of the custom section that records how a module was instrumented.
 pub const SECTION_NAME: &str = "ri_sandbox";
+
+/// The most parameters an exported function may have and get an entry point (section 11).
+pub const MAX_ENTRY_POINT_PARAMS: usize = 16;
 
 /// Export name of the gas counter.
 pub const GAS_LEFT_EXPORT: &str = "ri_sandbox_gas_left";

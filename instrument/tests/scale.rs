@@ -109,3 +109,28 @@ fn a_million_instructions_in_one_function() {
     );
     validate(&out.module);
 }
+
+/// `functions` bodies that each declare `locals` f64 locals in a single declaration (five
+/// bytes) and compute with one of them.
+pub fn many_locals(functions: u32, locals: u32) -> Vec<u8> {
+    module(functions, |_| {
+        let mut f = Function::new([(locals, ValType::F64)]);
+        f.instruction(&Instruction::LocalGet(1));
+        f.instruction(&Instruction::LocalGet(1));
+        f.instruction(&Instruction::F64Add);
+        f.instruction(&Instruction::LocalSet(2));
+        f.instruction(&Instruction::LocalGet(0));
+        f.instruction(&Instruction::End);
+        f
+    })
+}
+
+#[test]
+fn ten_thousand_functions_of_fifty_thousand_locals() {
+    // Half a billion locals in 150 KB: the work must follow the declarations, not the
+    // locals they declare (the stack frame's size, the NaN analysis's local table).
+    let wasm = many_locals(10_000, 49_990);
+    let out = instrument(&wasm, &Options::default()).unwrap();
+    assert_eq!(out.stats.functions, 10_000);
+    validate(&out.module);
+}

@@ -49,6 +49,55 @@ fn text_modules_load_too() {
     assert_eq!(run.values(), &[Value::I32(3)]);
 }
 
+/// `(func (export "sumN") (param i32 x N) (result i32))` adding its parameters up, for N = 16
+/// (the most an entry point is made for, ABI section 11) and 17 (called through the counter
+/// globals instead).
+fn sums() -> String {
+    let mut wat = String::from("(module");
+    for n in [16, 17] {
+        wat.push_str(&format!("(func (export \"sum{n}\") (param"));
+        wat.push_str(&" i32".repeat(n));
+        wat.push_str(") (result i32) local.get 0");
+        for i in 1..n {
+            wat.push_str(&format!(" local.get {i} i32.add"));
+        }
+        wat.push(')');
+    }
+    wat.push(')');
+    wat
+}
+
+#[test]
+fn exports_with_or_without_an_entry_point_give_the_same_results_and_gas() {
+    let mut sandbox = Sandbox::new(runtime(), Config::default()).unwrap();
+    sandbox.load(sums().as_bytes()).unwrap();
+    for n in [16, 17] {
+        let args: Vec<Value> = (1..=n).map(Value::I32).collect();
+        let run = sandbox.call(&format!("sum{n}"), &args).unwrap();
+        assert_eq!(run.values(), &[Value::I32(n * (n + 1) / 2)]);
+        // n local.get and n - 1 i32.add, one gas each.
+        assert_eq!(run.metrics.gas_used, 2 * n as u64 - 1, "sum{n}");
+    }
+    let mut config = Config::default();
+    config.max_gas = 30;
+    let mut sandbox = Sandbox::new(runtime(), config).unwrap();
+    sandbox.load(sums().as_bytes()).unwrap();
+    for n in [16, 17] {
+        let args: Vec<Value> = (1..=n).map(Value::I32).collect();
+        let err = sandbox.call(&format!("sum{n}"), &args).unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::GasExhausted {
+                    used: 30,
+                    limit: 30
+                }
+            ),
+            "sum{n}: {err}"
+        );
+    }
+}
+
 #[test]
 fn state_persists_across_calls() {
     let mut sandbox = loaded("counter.wasm", Config::default());

@@ -338,12 +338,11 @@ pub(crate) fn analyze_function(
     let ops_start = reader.original_position();
 
     let locals = validator.len_locals();
-    let mut local_slots = 0u64;
-    if plan.stack_limit {
-        for index in 0..locals {
-            local_slots += slot_size(validator.get_local_type(index));
-        }
-    }
+    let local_slots = if plan.stack_limit {
+        local_slots(body, validator)?
+    } else {
+        0
+    };
 
     let mut analysis = Analysis {
         out: FunctionPlan {
@@ -461,7 +460,7 @@ pub(crate) fn analyze_function(
                     Some(ty @ (FloatKind::F32 | FloatKind::F64)) => {
                         match scratch
                             .nans
-                            .activate(validator, &analysis.nan_sets, ty, next)
+                            .activate(body, validator, &analysis.nan_sets, ty, next)
                         {
                             Ok(()) => NanState::Active,
                             Err(nans::GaveUp) => NanState::Failed,
@@ -659,11 +658,39 @@ impl<'a> VisitSimdOperator<'a> for Driver<'_, 'a> {
 }
 
 /// Stack units a value of this type takes.
-fn slot_size(ty: Option<ValType>) -> u64 {
+fn slot_size(ty: ValType) -> u64 {
     match ty {
-        Some(ValType::V128) => 16,
+        ValType::V128 => 16,
         _ => 8,
     }
+}
+
+/// The stack slots of a function's parameters and locals, counted per parameter and per
+/// local *declaration*: a body declares up to 50,000 locals in five bytes, and the pass must
+/// stay linear in the input's size, not in the number of locals it declares.
+fn local_slots(
+    body: &FunctionBody<'_>,
+    validator: &FuncValidator<ValidatorResources>,
+) -> Result<u64, Error> {
+    let resources = validator.resources();
+    let params = resources
+        .type_index_of_function(validator.index())
+        .and_then(|index| resources.sub_type_at(index))
+        .and_then(|ty| match &ty.composite_type.inner {
+            wasmparser::CompositeInnerType::Func(f) => Some(f.params()),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            Error::new(ErrorKind::Internal {
+                message: format!("function {} has no function type", validator.index()),
+            })
+        })?;
+    let mut slots: u64 = params.iter().map(|&ty| slot_size(ty)).sum();
+    for declaration in body.get_locals_reader().map_err(invalid)? {
+        let (count, ty) = declaration.map_err(invalid)?;
+        slots += u64::from(count) * slot_size(ty);
+    }
+    Ok(slots)
 }
 
 struct Analysis<'a> {

@@ -56,6 +56,10 @@ use wasmparser::{
 /// Runs after which every local is treated as `Mixed`.
 pub(crate) const MAX_RUNS: usize = 4;
 
+/// Functions with more locals than this plus four per byte of body are canonicalized
+/// eagerly (see [`NanScratch::reset_locals`]).
+const MAX_LOCALS_BASE: usize = 256;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     NotNan,
@@ -289,45 +293,46 @@ static INTEGER_ONLY: [bool; OPERATORS.len()] = {
 
 impl NanScratch {
     /// Every local's kind as the function starts: parameters `Bits`, declared locals `NotNan`.
-    /// Returns the function's type index.
+    /// Gives up on a function that declares many more locals than it has bytes of code: each
+    /// run costs a step per local, and the pass must stay linear in the input's size (a body
+    /// declares up to 50,000 locals in five bytes).
     fn reset_locals(
         &mut self,
+        body: &FunctionBody<'_>,
         validator: &FuncValidator<ValidatorResources>,
-    ) -> Result<u32, GaveUp> {
+    ) -> Result<(), GaveUp> {
+        if validator.len_locals() as usize > MAX_LOCALS_BASE + 4 * body.range().len() {
+            return Err(GaveUp);
+        }
         let resources = validator.resources();
-        let type_index = resources
-            .type_index_of_function(validator.index())
-            .ok_or(GaveUp)?;
         let params = resources
-            .sub_type_at(type_index)
+            .type_index_of_function(validator.index())
+            .and_then(|index| resources.sub_type_at(index))
             .and_then(func_type)
             .ok_or(GaveUp)?
-            .params()
-            .len() as u32;
-        self.locals.clear();
-        for index in 0..validator.len_locals() {
-            let local_type = validator.get_local_type(index);
-            let float = matches!(local_type, Some(ValType::F32 | ValType::F64));
-            let ty = match local_type {
-                Some(ValType::F64) => FloatKind::F64,
+            .params();
+        let local = |ty: ValType, kind: Kind| Local {
+            float: matches!(ty, ValType::F32 | ValType::F64),
+            kind,
+            ty: match ty {
+                ValType::F64 => FloatKind::F64,
                 _ => FloatKind::F32,
-            };
-            // Parameters arrive with the caller's bits; declared locals start at zero.
-            let kind = if index < params {
-                Kind::Bits
-            } else {
-                Kind::NotNan
-            };
-            self.locals.push(Local {
-                float,
-                kind,
-                ty,
-                version: 0,
-                mattered: false,
-                raw_arith: false,
-            });
+            },
+            version: 0,
+            mattered: false,
+            raw_arith: false,
+        };
+        self.locals.clear();
+        // Parameters arrive with the caller's bits; declared locals start at zero.
+        for &ty in params {
+            self.locals.push(local(ty, Kind::Bits));
         }
-        Ok(type_index)
+        for declaration in body.get_locals_reader().map_err(|_| GaveUp)? {
+            let (count, ty) = declaration.map_err(|_| GaveUp)?;
+            let new_len = self.locals.len() + count as usize;
+            self.locals.resize(new_len, local(ty, Kind::NotNan));
+        }
+        Ok(())
     }
 
     /// Starts the first run in the middle of the main pass, right after the first scalar NaN
@@ -339,13 +344,14 @@ impl NanScratch {
     /// scalar float arithmetic never pay for the analysis.
     pub(crate) fn activate(
         &mut self,
+        body: &FunctionBody<'_>,
         validator: &FuncValidator<ValidatorResources>,
         assignments: &[(u32, Option<Kind>)],
         ty: FloatKind,
         next: usize,
     ) -> Result<(), GaveUp> {
         let resources = validator.resources();
-        self.reset_locals(validator)?;
+        self.reset_locals(body, validator)?;
         for &(index, kind) in assignments {
             if let Some(local) = self.locals.get_mut(index as usize) {
                 local.kind = join(local.kind, kind.unwrap_or(Kind::Bits));

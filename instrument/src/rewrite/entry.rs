@@ -1,4 +1,5 @@
-//! Entry points (ABI section 11): for every exported function, a wrapper that takes the gas
+//! Entry points (ABI section 11): for every exported function (of at most
+//! [`MAX_ENTRY_POINT_PARAMS`] parameters), a wrapper that takes the gas
 //! budget as an extra first parameter and returns the gas left as an extra last result, so a
 //! host makes one call instead of writing and reading the counter globals around it.
 //!
@@ -13,6 +14,9 @@
 //!
 //! The wrapper itself is not metered: gas measures the input module's instructions.
 
+use std::collections::HashMap;
+
+use crate::abi::MAX_ENTRY_POINT_PARAMS;
 use crate::analyze::invalid;
 use crate::error::Error;
 use wasm_encoder::Encode;
@@ -70,7 +74,8 @@ pub(crate) struct Entries {
     pub exports_count: u32,
 }
 
-/// Plans one wrapper per exported function whose type is known. `first_function` is the index
+/// Plans one wrapper per exported function whose type is known and has at most
+/// [`MAX_ENTRY_POINT_PARAMS`] parameters. `first_function` is the index
 /// the first wrapper gets (the module's function count).
 pub(crate) fn plan(
     functions: &Functions,
@@ -88,10 +93,11 @@ pub(crate) fn plan(
     };
     let first_type = functions.types.len() as u32;
     let first_function = functions.function_types.len() as u32;
-    // Wrapper signatures, deduplicated: (params, results) -> new type index.
-    let mut signatures: Vec<(Vec<ValType>, Vec<ValType>)> = Vec::new();
+    // Wrapper signatures, deduplicated: (params, results) -> new type index. (Maps only
+    // answer lookups; what is emitted follows the export order.)
+    let mut signatures: HashMap<(Vec<ValType>, Vec<ValType>), u32> = HashMap::new();
     // One wrapper per function index, exported under each of its names.
-    let mut wrappers: Vec<(u32, u32)> = Vec::new();
+    let mut wrappers: HashMap<u32, u32> = HashMap::new();
     let mut body = Vec::new();
     for (name, function) in &functions.exported {
         let Some(ty) = functions
@@ -99,30 +105,32 @@ pub(crate) fn plan(
             .get(*function as usize)
             .and_then(|t| functions.types.get(*t as usize))
             .and_then(|t| t.as_ref())
+            .filter(|ty| ty.params().len() <= MAX_ENTRY_POINT_PARAMS)
         else {
             continue;
         };
-        let wrapper = match wrappers.iter().find(|(f, _)| f == function) {
-            Some(&(_, wrapper)) => wrapper,
+        let wrapper = match wrappers.get(function) {
+            Some(&wrapper) => wrapper,
             None => {
                 let mut params = vec![ValType::I64];
                 params.extend_from_slice(ty.params());
                 let mut results = ty.results().to_vec();
                 results.push(ValType::I64);
                 let signature = (params, results);
-                let type_index = match signatures.iter().position(|s| *s == signature) {
-                    Some(i) => first_type + i as u32,
+                let type_index = match signatures.get(&signature) {
+                    Some(&index) => index,
                     None => {
                         encode_func_type(&signature.0, &signature.1, &mut entries.types)?;
-                        signatures.push(signature);
+                        let index = first_type + entries.type_count;
+                        signatures.insert(signature, index);
                         entries.type_count += 1;
-                        first_type + signatures.len() as u32 - 1
+                        index
                     }
                 };
                 type_index.encode(&mut entries.functions);
                 let wrapper = first_function + entries.count;
                 entries.count += 1;
-                wrappers.push((*function, wrapper));
+                wrappers.insert(*function, wrapper);
 
                 body.clear();
                 body.push(0); // no locals

@@ -1,0 +1,309 @@
+//! The output's size is bounded by a fixed multiple of the input's (README, "Size and time
+//! bounds"): these modules are built to make the instrumenter insert as much as it can per
+//! input byte (a charge after every two-byte branch, a canonicalization per float operation,
+//! stack accounting in one-byte functions, an entry point per exported function, a state
+//! export per global), and each must stay within [`MAX_GROWTH`] with every option on.
+
+use ri_sandbox_instrument::{instrument, Options};
+use wasm_encoder::{
+    BlockType, CodeSection, ConstExpr, EntityType, ExportKind, ExportSection, Function,
+    FunctionSection, GlobalSection, GlobalType, ImportSection, Instruction, MemArg, MemorySection,
+    MemoryType, Module, TypeSection, ValType,
+};
+
+/// The documented bound: output bytes <= MAX_GROWTH * input bytes + SLACK.
+const MAX_GROWTH: usize = 16;
+/// What any output adds whatever the input (globals, their exports, the custom section).
+const SLACK: usize = 1024;
+
+/// Every option on, entry points included (the runtime's configuration).
+fn options() -> Options {
+    let mut options = Options::default();
+    options.entry_points = true;
+    options
+}
+
+fn check(name: &str, wasm: &[u8]) -> usize {
+    wasmparser::Validator::new_with_features(ri_sandbox_instrument::supported_features())
+        .validate_all(wasm)
+        .unwrap_or_else(|e| panic!("{name}: the test module is invalid: {e}"));
+    let out = instrument(wasm, &options()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    wasmparser::Validator::new_with_features(ri_sandbox_instrument::supported_features())
+        .validate_all(&out.module)
+        .unwrap_or_else(|e| panic!("{name}: the output is invalid: {e}"));
+    println!(
+        "{name}: {} -> {} bytes ({:.2}x)",
+        wasm.len(),
+        out.module.len(),
+        out.module.len() as f64 / wasm.len() as f64
+    );
+    assert!(
+        out.module.len() <= MAX_GROWTH * wasm.len() + SLACK,
+        "{name}: {} -> {} bytes, over {MAX_GROWTH}x",
+        wasm.len(),
+        out.module.len()
+    );
+    out.module.len()
+}
+
+/// A module of `count` functions of type `(param i32 f64) (result i32)` whose bodies `body`
+/// builds, with one memory, the first function exported.
+fn module(count: u32, body: impl Fn(&mut Function)) -> Vec<u8> {
+    let mut types = TypeSection::new();
+    types
+        .ty()
+        .function([ValType::I32, ValType::F64], [ValType::I32]);
+    let mut functions = FunctionSection::new();
+    let mut code = CodeSection::new();
+    let mut f = Function::new([(1, ValType::F64)]);
+    body(&mut f);
+    f.instruction(&Instruction::LocalGet(0));
+    f.instruction(&Instruction::End);
+    for _ in 0..count {
+        functions.function(0);
+        code.function(&f);
+    }
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    let mut exports = ExportSection::new();
+    exports.export("f", ExportKind::Func, 0);
+    let mut module = Module::new();
+    module
+        .section(&types)
+        .section(&functions)
+        .section(&memories)
+        .section(&exports)
+        .section(&code);
+    module.finish()
+}
+
+const BODIES: u32 = 200;
+const REPEAT: u32 = 200;
+
+#[test]
+fn a_charge_after_every_conditional_branch() {
+    check(
+        "br_if",
+        &module(BODIES, |f| {
+            f.instruction(&Instruction::Block(BlockType::Empty));
+            for _ in 0..REPEAT {
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::BrIf(0));
+            }
+            f.instruction(&Instruction::End);
+        }),
+    );
+}
+
+#[test]
+fn charges_in_both_arms_and_after_every_if() {
+    check(
+        "if/else",
+        &module(BODIES, |f| {
+            for _ in 0..REPEAT {
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::If(BlockType::Empty));
+                f.instruction(&Instruction::Else);
+                f.instruction(&Instruction::End);
+            }
+        }),
+    );
+}
+
+#[test]
+fn a_loop_and_a_branch_out_of_it() {
+    check(
+        "loop",
+        &module(BODIES, |f| {
+            for _ in 0..REPEAT {
+                f.instruction(&Instruction::Loop(BlockType::Empty));
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::BrIf(0));
+                f.instruction(&Instruction::End);
+            }
+        }),
+    );
+}
+
+#[test]
+fn counted_loops() {
+    check(
+        "counted loop",
+        &module(BODIES, |f| {
+            for _ in 0..REPEAT {
+                f.instruction(&Instruction::Loop(BlockType::Empty));
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::I32Const(-1));
+                f.instruction(&Instruction::I32Add);
+                f.instruction(&Instruction::LocalTee(0));
+                f.instruction(&Instruction::BrIf(0));
+                f.instruction(&Instruction::End);
+            }
+        }),
+    );
+}
+
+#[test]
+fn a_canonicalization_after_every_float_operation() {
+    check(
+        "f64 sqrt/neg",
+        &module(BODIES, |f| {
+            f.instruction(&Instruction::LocalGet(1));
+            for _ in 0..REPEAT {
+                // `neg` observes the sign of a NaN `sqrt` may produce.
+                f.instruction(&Instruction::F64Sqrt);
+                f.instruction(&Instruction::F64Neg);
+            }
+            f.instruction(&Instruction::Drop);
+        }),
+    );
+}
+
+#[test]
+fn size_charges_before_every_bulk_operation() {
+    check(
+        "memory.fill",
+        &module(BODIES, |f| {
+            for _ in 0..REPEAT {
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::MemoryFill(0));
+            }
+        }),
+    );
+}
+
+#[test]
+fn stack_accounting_around_calls_and_returns() {
+    check(
+        "call/return",
+        &module(BODIES, |f| {
+            for _ in 0..REPEAT {
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::If(BlockType::Empty));
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::LocalGet(1));
+                f.instruction(&Instruction::Call(0));
+                f.instruction(&Instruction::Return);
+                f.instruction(&Instruction::End);
+            }
+        }),
+    );
+}
+
+#[test]
+fn loads_and_stores_between_calls() {
+    check(
+        "call/store",
+        &module(BODIES, |f| {
+            for _ in 0..REPEAT {
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::LocalGet(1));
+                f.instruction(&Instruction::Call(0));
+                f.instruction(&Instruction::I32Store(MemArg {
+                    offset: 0,
+                    align: 2,
+                    memory_index: 0,
+                }));
+            }
+        }),
+    );
+}
+
+/// `count` functions of type `params` -> (), each exported (names of one or two characters)
+/// and with the smallest body there is; `locals` f64 locals each.
+fn exported_functions(count: u32, params: usize, locals: u32) -> Vec<u8> {
+    let mut types = TypeSection::new();
+    types.ty().function(vec![ValType::I32; params], []);
+    let mut functions = FunctionSection::new();
+    let mut code = CodeSection::new();
+    let mut exports = ExportSection::new();
+    let mut f = Function::new([(locals, ValType::F64)]);
+    f.instruction(&Instruction::End);
+    for i in 0..count {
+        functions.function(0);
+        code.function(&f);
+        exports.export(&short_name(i), ExportKind::Func, i);
+    }
+    let mut module = Module::new();
+    module
+        .section(&types)
+        .section(&functions)
+        .section(&exports)
+        .section(&code);
+    module.finish()
+}
+
+fn short_name(i: u32) -> String {
+    const DIGITS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let base = DIGITS.len() as u32;
+    let mut name = vec![DIGITS[(i % base) as usize]];
+    if i >= base {
+        name.push(DIGITS[(i / base % base) as usize]);
+    }
+    String::from_utf8(name).unwrap()
+}
+
+#[test]
+fn an_entry_point_per_exported_function() {
+    // The most parameters an entry point is made for, and one more (no entry point).
+    let max = ri_sandbox_instrument::abi::MAX_ENTRY_POINT_PARAMS;
+    check("exports, 16 params", &exported_functions(3_000, max, 0));
+    assert_eq!(entry_points(&exported_functions(10, max, 0)), 10);
+    check("exports, 17 params", &exported_functions(3_000, max + 1, 0));
+    assert_eq!(entry_points(&exported_functions(10, max + 1, 0)), 0);
+    // As many as wasmparser's limit on the total size of exported function types allows
+    // (the state exports name every exported function again).
+    check("exports, 1000 params", &exported_functions(450, 1_000, 0));
+}
+
+/// How many entry points the instrumented `wasm` exports.
+fn entry_points(wasm: &[u8]) -> usize {
+    let out = instrument(wasm, &options()).unwrap().module;
+    let mut count = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(&out) {
+        if let wasmparser::Payload::ExportSection(exports) = payload.unwrap() {
+            for export in exports {
+                count += usize::from(export.unwrap().name.starts_with("ri_sandbox_call_"));
+            }
+        }
+    }
+    count
+}
+
+#[test]
+fn empty_functions_with_big_frames() {
+    // A frame over the leaf limit needs stack accounting even in a one-byte body.
+    check("big frames", &exported_functions(3_000, 0, 1_000));
+}
+
+#[test]
+fn a_state_export_per_mutable_global() {
+    let mut imports = ImportSection::new();
+    let mut globals = GlobalSection::new();
+    let mut exports = ExportSection::new();
+    let ty = GlobalType {
+        val_type: ValType::I32,
+        mutable: true,
+        shared: false,
+    };
+    for i in 0..5_000 {
+        if i % 2 == 0 {
+            imports.import("", &short_name(i), EntityType::Global(ty));
+        } else {
+            globals.global(ty, &ConstExpr::i32_const(0));
+        }
+    }
+    exports.export("g", ExportKind::Global, 0);
+    let mut module = Module::new();
+    module.section(&imports).section(&globals).section(&exports);
+    check("globals", &module.finish());
+}
