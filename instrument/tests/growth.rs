@@ -307,3 +307,40 @@ fn a_state_export_per_mutable_global() {
     module.section(&imports).section(&globals).section(&exports);
     check("globals", &module.finish());
 }
+
+#[test]
+fn additions_that_would_break_an_engine_limit_are_refused() {
+    use ri_sandbox_instrument::ErrorKind;
+    // 450 exported 1,000-parameter functions: the state exports name each again, and the
+    // module's effective type size (1 + 1,002 per such import or export) stays under
+    // wasmparser's 1,000,000.
+    check("type size, under", &exported_functions(450, 1_000, 0));
+    // 500 of them: valid, but not with the state exports.
+    let wasm = exported_functions(500, 1_000, 0);
+    let err = instrument(&wasm, &options()).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Limit { message } if message.contains("effective type size")),
+        "{err}"
+    );
+    let mut without_state = options();
+    without_state.export_state = false;
+    let out = instrument(&wasm, &without_state).unwrap();
+    wasmparser::Validator::new_with_features(ri_sandbox_instrument::supported_features())
+        .validate_all(&out.module)
+        .unwrap();
+
+    // A body that metering would take over the 7,654,321-byte function size limit.
+    let wasm = module(1, |f| {
+        f.instruction(&Instruction::Block(BlockType::Empty));
+        for _ in 0..300_000 {
+            f.instruction(&Instruction::LocalGet(0));
+            f.instruction(&Instruction::BrIf(0));
+        }
+        f.instruction(&Instruction::End);
+    });
+    let err = instrument(&wasm, &options()).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Limit { message } if message.contains("function body")),
+        "{err}"
+    );
+}

@@ -118,6 +118,7 @@ pub(crate) fn rewrite_body(
     }
 
     let size = declarations.len() + (body.end - plan.ops_start) + scratch.len();
+    super::limits::check_body(body.start, size)?;
     (size as u32).encode(out);
     out.reserve(size);
     out.extend_from_slice(&declarations);

@@ -17,7 +17,6 @@
 use std::collections::HashMap;
 
 use crate::abi::MAX_ENTRY_POINT_PARAMS;
-use crate::analyze::invalid;
 use crate::error::Error;
 use wasm_encoder::Encode;
 use wasmparser::{CompositeInnerType, FuncType, TypeRef, ValType};
@@ -34,16 +33,12 @@ pub(crate) struct Functions {
 }
 
 impl Functions {
-    pub fn add_types(&mut self, reader: wasmparser::TypeSectionReader<'_>) -> Result<(), Error> {
-        for group in reader {
-            for sub in group.map_err(invalid)?.into_types() {
-                self.types.push(match sub.composite_type.inner {
-                    CompositeInnerType::Func(f) => Some(f),
-                    _ => None,
-                });
-            }
-        }
-        Ok(())
+    /// Records the next type of the type section.
+    pub fn add_type(&mut self, ty: wasmparser::SubType) {
+        self.types.push(match ty.composite_type.inner {
+            CompositeInnerType::Func(f) => Some(f),
+            _ => None,
+        });
     }
 
     /// How many functions are imported, given how many the module defines: every function
@@ -72,6 +67,8 @@ pub(crate) struct Entries {
     /// New export section entries, and how many.
     pub exports: Vec<u8>,
     pub exports_count: u32,
+    /// What the new exports add to the effective type size (see `limits`).
+    pub type_size: u64,
 }
 
 /// Plans one wrapper per exported function whose type is known and has at most
@@ -90,6 +87,7 @@ pub(crate) fn plan(
         bodies: Vec::new(),
         exports: Vec::new(),
         exports_count: 0,
+        type_size: 0,
     };
     let first_type = functions.types.len() as u32;
     let first_function = functions.function_types.len() as u32;
@@ -162,6 +160,8 @@ pub(crate) fn plan(
         entries.exports.push(0x00);
         wrapper.encode(&mut entries.exports);
         entries.exports_count += 1;
+        entries.type_size +=
+            super::limits::func_type_size(ty.params().len() + 1, ty.results().len() + 1);
     }
     Ok(entries)
 }

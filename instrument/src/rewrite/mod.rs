@@ -11,6 +11,7 @@ mod bulk;
 mod code;
 mod entry;
 mod gas;
+mod limits;
 mod loops;
 mod nan;
 mod stack;
@@ -67,6 +68,39 @@ struct Survey {
     functions: entry::Functions,
     /// How many functions the module defines.
     defined_functions: u32,
+    /// The size of every type (rec groups flattened), as [`limits`] counts them.
+    type_sizes: Vec<u64>,
+    /// The type index of every tag, imports first.
+    tag_types: Vec<u32>,
+    /// The input's counts of what [`limits`] checks.
+    counts: limits::Counts,
+}
+
+impl Survey {
+    /// The size of type `index` ([`limits::sub_type_size`]); an index out of range is the
+    /// validator's to refuse.
+    fn type_size(&self, index: u32) -> u64 {
+        self.type_sizes.get(index as usize).copied().unwrap_or(1)
+    }
+
+    /// The size of function `index`'s type.
+    fn function_type_size(&self, index: u32) -> u64 {
+        match self.functions.function_types.get(index as usize) {
+            Some(&ty) => self.type_size(ty),
+            None => 1,
+        }
+    }
+
+    /// The size an import or export of this kind and index adds to the effective type size.
+    fn entity_size(&self, ty: &wasmparser::TypeRef) -> u64 {
+        match *ty {
+            wasmparser::TypeRef::Func(index) | wasmparser::TypeRef::FuncExact(index) => {
+                self.type_size(index)
+            }
+            wasmparser::TypeRef::Tag(tag) => self.type_size(tag.func_type_idx),
+            _ => 1,
+        }
+    }
 }
 
 /// A first, cheap pass over section headers: the global count (the gas global's index) and
@@ -91,7 +125,11 @@ fn survey(wasm: &[u8], entry_points: bool) -> Result<Survey, Error> {
                     for import in imports.map_err(invalid)? {
                         let (_, import) = import.map_err(invalid)?;
                         survey.functions.add_import(&import.ty);
+                        survey.counts.type_size += survey.entity_size(&import.ty);
                         match import.ty {
+                            wasmparser::TypeRef::Tag(tag) => {
+                                survey.tag_types.push(tag.func_type_idx)
+                            }
                             wasmparser::TypeRef::Global(_) => survey.imported_globals += 1,
                             wasmparser::TypeRef::Memory(_) => survey.imported_memories += 1,
                             wasmparser::TypeRef::Table(_) => survey.imported_tables += 1,
@@ -112,7 +150,21 @@ fn survey(wasm: &[u8], entry_points: bool) -> Result<Survey, Error> {
                     refs_in(&global.init_expr, &mut survey.referenced_functions)?;
                 }
             }
-            Payload::TypeSection(reader) if entry_points => survey.functions.add_types(reader)?,
+            Payload::TypeSection(reader) => {
+                for group in reader {
+                    for ty in group.map_err(invalid)?.into_types() {
+                        survey.type_sizes.push(limits::sub_type_size(&ty));
+                        if entry_points {
+                            survey.functions.add_type(ty);
+                        }
+                    }
+                }
+            }
+            Payload::TagSection(reader) => {
+                for tag in reader {
+                    survey.tag_types.push(tag.map_err(invalid)?.func_type_idx);
+                }
+            }
             Payload::FunctionSection(reader) => {
                 survey.defined_functions = reader.count();
                 for ty in reader {
@@ -141,6 +193,19 @@ fn survey(wasm: &[u8], entry_points: bool) -> Result<Survey, Error> {
             Payload::ExportSection(reader) => {
                 for export in reader {
                     let export = export.map_err(invalid)?;
+                    survey.counts.exports += 1;
+                    survey.counts.type_size += match export.kind {
+                        wasmparser::ExternalKind::Func | wasmparser::ExternalKind::FuncExact => {
+                            survey.function_type_size(export.index)
+                        }
+                        wasmparser::ExternalKind::Tag => {
+                            match survey.tag_types.get(export.index as usize) {
+                                Some(&ty) => survey.type_size(ty),
+                                None => 1,
+                            }
+                        }
+                        _ => 1,
+                    };
                     if export.name.starts_with(abi::RESERVED_PREFIX) && reserved.is_none() {
                         reserved = Some(export.name.to_string());
                     }
@@ -168,6 +233,9 @@ fn survey(wasm: &[u8], entry_points: bool) -> Result<Survey, Error> {
     if let Some(name) = reserved {
         return Err(Error::new(ErrorKind::ReservedName { name }));
     }
+    survey.counts.types = survey.type_sizes.len() as u64;
+    survey.counts.functions = survey.functions.function_types.len() as u64;
+    survey.counts.globals = u64::from(survey.imported_globals) + u64::from(survey.defined_globals);
     Ok(survey)
 }
 
@@ -281,6 +349,12 @@ pub(crate) fn rewrite_module(
     if let Some(limit) = options.stack_limit {
         add_global(i64::try_from(limit).unwrap_or(i64::MAX));
     }
+    // What the additions count against the engines' limits (see `limits`).
+    let mut added = limits::Counts {
+        globals: u64::from(new_global_count),
+        type_size: 1,
+        ..limits::Counts::default()
+    };
     let mut new_exports = Vec::new();
     let mut new_export_count = 1;
     abi::GAS_LEFT_EXPORT.encode(&mut new_exports);
@@ -291,12 +365,14 @@ pub(crate) fn rewrite_module(
         new_exports.push(0x03);
         stack_global.encode(&mut new_exports);
         new_export_count += 1;
+        added.type_size += 1;
     }
     if let Some(start) = survey.start {
         abi::START_EXPORT.encode(&mut new_exports);
         new_exports.push(0x00); // function
         start.encode(&mut new_exports);
         new_export_count += 1;
+        added.type_size += survey.function_type_size(start);
     }
     if options.export_state {
         let mut name = String::new();
@@ -312,16 +388,20 @@ pub(crate) fn rewrite_module(
         let memories = survey.imported_memories..survey.imported_memories + survey.defined_memories;
         for index in memories {
             export(abi::MEMORY_EXPORT_PREFIX, 0x02, index);
+            added.type_size += 1;
         }
         let tables = survey.imported_tables..survey.imported_tables + survey.defined_tables;
         for index in tables {
             export(abi::TABLE_EXPORT_PREFIX, 0x01, index);
+            added.type_size += 1;
         }
         for &index in &survey.mutable_globals {
             export(abi::GLOBAL_EXPORT_PREFIX, 0x03, index);
+            added.type_size += 1;
         }
         for &index in &survey.referenced_functions {
             export(abi::FUNC_EXPORT_PREFIX, 0x00, index);
+            added.type_size += survey.function_type_size(index);
         }
     }
 
@@ -334,10 +414,15 @@ pub(crate) fn rewrite_module(
         let entries = entry::plan(&survey.functions, gas_global, stack)?;
         new_exports.extend_from_slice(&entries.exports);
         new_export_count += entries.exports_count;
+        added.functions = u64::from(entries.count);
+        added.types = u64::from(entries.type_count);
+        added.type_size += entries.type_size;
         Some(entries)
     } else {
         None
     };
+    added.exports = u64::from(new_export_count);
+    limits::check(survey.counts, added)?;
 
     let mut validator = Validator::new_with_features(features);
     let mut writer = Writer {
