@@ -87,6 +87,15 @@ pub struct Options {
     pub threads: Option<std::num::NonZeroUsize>,
 }
 
+/// An upper bound on the size of [`instrument`]'s output for an input of `input_len` bytes:
+/// 32 times the input plus 1 KiB, whatever the options and cost model, so a host can budget
+/// memory and storage before instrumenting. Real programs grow about 2x; the shapes built to
+/// insert the most per input byte reach 23x (README, "Size and time bounds").
+/// `instrument/tests/growth.rs` and the fuzz targets hold every output to it.
+pub const fn max_output_len(input_len: usize) -> usize {
+    input_len.saturating_mul(32).saturating_add(1024)
+}
+
 /// The default stack limit: 256 Ki stack units. A frame weighs 64 units plus 8 per parameter,
 /// local and operand-stack slot (16 for `v128`), so this allows recursion about 3,600 deep for
 /// a small function, and it stops every frame mix well before wasmtime's default 512 KiB of

@@ -2,19 +2,15 @@
 //! bounds"): these modules are built to make the instrumenter insert as much as it can per
 //! input byte (a charge after every two-byte branch, a canonicalization per float operation,
 //! stack accounting in one-byte functions, an entry point per exported function, a state
-//! export per global), and each must stay within [`MAX_GROWTH`] with every option on.
+//! export per global, the largest prices, eager canonicalization, helper locals whose indices
+//! take three bytes), and each must stay within [`max_output_len`].
 
-use ri_sandbox_instrument::{instrument, Options};
+use ri_sandbox_instrument::{instrument, max_output_len, Options};
 use wasm_encoder::{
     BlockType, CodeSection, ConstExpr, EntityType, ExportKind, ExportSection, Function,
     FunctionSection, GlobalSection, GlobalType, ImportSection, Instruction, MemArg, MemorySection,
     MemoryType, Module, TypeSection, ValType,
 };
-
-/// The documented bound: output bytes <= MAX_GROWTH * input bytes + SLACK.
-const MAX_GROWTH: usize = 16;
-/// What any output adds whatever the input (globals, their exports, the custom section).
-const SLACK: usize = 1024;
 
 /// Every option on, entry points included (the runtime's configuration).
 fn options() -> Options {
@@ -24,10 +20,14 @@ fn options() -> Options {
 }
 
 fn check(name: &str, wasm: &[u8]) -> usize {
+    check_with(name, wasm, &options())
+}
+
+fn check_with(name: &str, wasm: &[u8], options: &Options) -> usize {
     wasmparser::Validator::new_with_features(ri_sandbox_instrument::supported_features())
         .validate_all(wasm)
         .unwrap_or_else(|e| panic!("{name}: the test module is invalid: {e}"));
-    let out = instrument(wasm, &options()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let out = instrument(wasm, options).unwrap_or_else(|e| panic!("{name}: {e}"));
     wasmparser::Validator::new_with_features(ri_sandbox_instrument::supported_features())
         .validate_all(&out.module)
         .unwrap_or_else(|e| panic!("{name}: the output is invalid: {e}"));
@@ -38,24 +38,30 @@ fn check(name: &str, wasm: &[u8]) -> usize {
         out.module.len() as f64 / wasm.len() as f64
     );
     assert!(
-        out.module.len() <= MAX_GROWTH * wasm.len() + SLACK,
-        "{name}: {} -> {} bytes, over {MAX_GROWTH}x",
+        out.module.len() <= max_output_len(wasm.len()),
+        "{name}: {} -> {} bytes, over the bound",
         wasm.len(),
         out.module.len()
     );
     out.module.len()
 }
 
-/// A module of `count` functions of type `(param i32 f64) (result i32)` whose bodies `body`
-/// builds, with one memory, the first function exported.
+/// A module of `count` functions of type `(param i32 f64 v128) (result i32)` whose bodies
+/// `body` builds, with one memory, the first function exported.
 fn module(count: u32, body: impl Fn(&mut Function)) -> Vec<u8> {
+    module_with_locals(count, 1, body)
+}
+
+/// The same with `locals` f64 locals (from 16,384 on, the helper locals metering appends have
+/// indices of three bytes).
+fn module_with_locals(count: u32, locals: u32, body: impl Fn(&mut Function)) -> Vec<u8> {
     let mut types = TypeSection::new();
     types
         .ty()
-        .function([ValType::I32, ValType::F64], [ValType::I32]);
+        .function([ValType::I32, ValType::F64, ValType::V128], [ValType::I32]);
     let mut functions = FunctionSection::new();
     let mut code = CodeSection::new();
-    let mut f = Function::new([(1, ValType::F64)]);
+    let mut f = Function::new([(locals, ValType::F64)]);
     body(&mut f);
     f.instruction(&Instruction::LocalGet(0));
     f.instruction(&Instruction::End);
@@ -166,6 +172,78 @@ fn a_canonicalization_after_every_float_operation() {
 }
 
 #[test]
+fn simd_rounding_chains_with_three_byte_helper_locals() {
+    // `f32x4.ceil` is a 2-byte NaN producer, and vector results are canonicalized right
+    // after each one.
+    check(
+        "f32x4.ceil, 20,000 locals",
+        &module_with_locals(BODIES, 20_000, |f| {
+            f.instruction(&Instruction::LocalGet(2));
+            for _ in 0..REPEAT {
+                f.instruction(&Instruction::F32x4Ceil);
+            }
+            f.instruction(&Instruction::Drop);
+        }),
+    );
+}
+
+#[test]
+fn eager_canonicalization_after_every_one_byte_operation() {
+    let mut eager = options();
+    eager.eager_nan_canonicalization = true;
+    check_with(
+        "f64.sqrt eager, 20,000 locals",
+        &module_with_locals(BODIES, 20_000, |f| {
+            f.instruction(&Instruction::LocalGet(1));
+            for _ in 0..REPEAT {
+                f.instruction(&Instruction::F64Sqrt);
+            }
+            f.instruction(&Instruction::Drop);
+        }),
+        &eager,
+    );
+}
+
+#[test]
+fn charges_of_the_largest_prices() {
+    // Every operator at the highest price: each charge's constants take five bytes or more,
+    // and `if`, `else` and `end` start charged blocks of their own.
+    let mut costly = options();
+    costly.costs = ri_sandbox_instrument::CostModel::flat(u32::MAX);
+    check_with(
+        "if/else, flat u32::MAX prices",
+        &module_with_locals(BODIES, 20_000, |f| {
+            for _ in 0..REPEAT {
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::If(BlockType::Empty));
+                f.instruction(&Instruction::Else);
+                f.instruction(&Instruction::End);
+            }
+        }),
+        &costly,
+    );
+    check_with(
+        "br_if to the function, flat u32::MAX prices",
+        &module_with_locals(BODIES, 20_000, |f| {
+            for _ in 0..REPEAT {
+                // Leaves the function when taken: the frame is released before, and
+                // recharged after when not.
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::LocalGet(0));
+                f.instruction(&Instruction::BrIf(0));
+                f.instruction(&Instruction::Drop);
+            }
+            f.instruction(&Instruction::LocalGet(0));
+            f.instruction(&Instruction::LocalGet(1));
+            f.instruction(&Instruction::LocalGet(2));
+            f.instruction(&Instruction::Call(0));
+            f.instruction(&Instruction::Drop);
+        }),
+        &costly,
+    );
+}
+
+#[test]
 fn size_charges_before_every_bulk_operation() {
     check(
         "memory.fill",
@@ -190,6 +268,7 @@ fn stack_accounting_around_calls_and_returns() {
                 f.instruction(&Instruction::If(BlockType::Empty));
                 f.instruction(&Instruction::LocalGet(0));
                 f.instruction(&Instruction::LocalGet(1));
+                f.instruction(&Instruction::LocalGet(2));
                 f.instruction(&Instruction::Call(0));
                 f.instruction(&Instruction::Return);
                 f.instruction(&Instruction::End);
@@ -207,6 +286,7 @@ fn loads_and_stores_between_calls() {
                 f.instruction(&Instruction::LocalGet(0));
                 f.instruction(&Instruction::LocalGet(0));
                 f.instruction(&Instruction::LocalGet(1));
+                f.instruction(&Instruction::LocalGet(2));
                 f.instruction(&Instruction::Call(0));
                 f.instruction(&Instruction::I32Store(MemArg {
                     offset: 0,

@@ -4,15 +4,19 @@
 //! by a long run becomes a fixture under `fixtures/regressions/`.
 
 use crate::engines::{self, Instance, Outcome, Value};
-use ri_sandbox::instrument::{instrument, ErrorKind, Options};
+use ri_sandbox::instrument::{instrument, max_output_len, ErrorKind, Options};
 use wasmparser::Validator;
 
-/// The instrumenter never panics on arbitrary bytes; whatever it accepts comes out valid, and
-/// instrumenting its output again is refused.
+/// The instrumenter never panics on arbitrary bytes; whatever it accepts comes out valid and
+/// within the size bound, and instrumenting its output again is refused.
 pub fn instrument_arbitrary_bytes(data: &[u8]) {
     let Ok(out) = instrument(data, &Options::default()) else {
         return;
     };
+    assert!(
+        out.module.len() <= max_output_len(data.len()),
+        "output over the size bound"
+    );
     Validator::new_with_features(ri_sandbox::instrument::supported_features())
         .validate_all(&out.module)
         .expect("instrumented output validates");
@@ -67,6 +71,10 @@ pub fn instrument_smith_module(data: &[u8]) {
     let mut options = Options::default();
     options.entry_points = true;
     let out = instrument(&wasm, &options).expect("instruments with entry points");
+    assert!(
+        out.module.len() <= max_output_len(wasm.len()),
+        "output over the size bound"
+    );
     Validator::new_with_features(ri_sandbox::instrument::supported_features())
         .validate_all(&out.module)
         .expect("output with entry points validates");
