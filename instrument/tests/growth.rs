@@ -46,256 +46,195 @@ fn check_with(name: &str, wasm: &[u8], options: &Options) -> usize {
     out.module.len()
 }
 
-/// A module of `count` functions of type `(param i32 f64 v128) (result i32)` whose bodies
-/// `body` builds, with one memory, the first function exported.
-fn module(count: u32, body: impl Fn(&mut Function)) -> Vec<u8> {
-    module_with_locals(count, 1, body)
-}
-
-/// The same with `locals` f64 locals (from 16,384 on, the helper locals metering appends have
-/// indices of three bytes).
-fn module_with_locals(count: u32, locals: u32, body: impl Fn(&mut Function)) -> Vec<u8> {
-    let mut types = TypeSection::new();
-    types
-        .ty()
-        .function([ValType::I32, ValType::F64, ValType::V128], [ValType::I32]);
-    let mut functions = FunctionSection::new();
-    let mut code = CodeSection::new();
-    let mut f = Function::new([(locals, ValType::F64)]);
-    body(&mut f);
-    f.instruction(&Instruction::LocalGet(0));
-    f.instruction(&Instruction::End);
-    for _ in 0..count {
-        functions.function(0);
-        code.function(&f);
-    }
-    let mut memories = MemorySection::new();
-    memories.memory(MemoryType {
-        minimum: 1,
-        maximum: None,
-        memory64: false,
-        shared: false,
-        page_size_log2: None,
-    });
-    let mut exports = ExportSection::new();
-    exports.export("f", ExportKind::Func, 0);
-    let mut module = Module::new();
-    module
-        .section(&types)
-        .section(&functions)
-        .section(&memories)
-        .section(&exports)
-        .section(&code);
-    module.finish()
+/// [`BODIES`] functions whose body is `before`, then `repeat` [`REPEAT`] times, then `after`.
+struct Shape {
+    name: &'static str,
+    bodies: u32,
+    times: u32,
+    /// How many f64 locals each body declares (from 16,384 on, the helper locals metering
+    /// appends have indices of three bytes).
+    locals: u32,
+    before: Vec<Instruction<'static>>,
+    repeat: Vec<Instruction<'static>>,
+    after: Vec<Instruction<'static>>,
 }
 
 const BODIES: u32 = 200;
 const REPEAT: u32 = 200;
 
-#[test]
-fn a_charge_after_every_conditional_branch() {
-    check(
-        "br_if",
-        &module(BODIES, |f| {
-            f.instruction(&Instruction::Block(BlockType::Empty));
-            for _ in 0..REPEAT {
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::BrIf(0));
+impl Shape {
+    fn new(name: &'static str, repeat: Vec<Instruction<'static>>) -> Shape {
+        Shape {
+            name,
+            bodies: BODIES,
+            times: REPEAT,
+            locals: 1,
+            before: Vec::new(),
+            repeat,
+            after: Vec::new(),
+        }
+    }
+
+    /// A module of functions of type `(param i32 f64 v128) (result i32)` with this body, one
+    /// memory, the first function exported.
+    fn module(&self) -> Vec<u8> {
+        let mut types = TypeSection::new();
+        types
+            .ty()
+            .function([ValType::I32, ValType::F64, ValType::V128], [ValType::I32]);
+        let mut functions = FunctionSection::new();
+        let mut code = CodeSection::new();
+        let mut f = Function::new([(self.locals, ValType::F64)]);
+        for instruction in &self.before {
+            f.instruction(instruction);
+        }
+        for _ in 0..self.times {
+            for instruction in &self.repeat {
+                f.instruction(instruction);
             }
-            f.instruction(&Instruction::End);
-        }),
-    );
+        }
+        for instruction in &self.after {
+            f.instruction(instruction);
+        }
+        f.instruction(&Instruction::LocalGet(0));
+        f.instruction(&Instruction::End);
+        for _ in 0..self.bodies {
+            functions.function(0);
+            code.function(&f);
+        }
+        let mut memories = MemorySection::new();
+        memories.memory(MemoryType {
+            minimum: 1,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+        let mut exports = ExportSection::new();
+        exports.export("f", ExportKind::Func, 0);
+        let mut module = Module::new();
+        module
+            .section(&types)
+            .section(&functions)
+            .section(&memories)
+            .section(&exports)
+            .section(&code);
+        module.finish()
+    }
 }
 
-#[test]
-fn charges_in_both_arms_and_after_every_if() {
-    check(
-        "if/else",
-        &module(BODIES, |f| {
-            for _ in 0..REPEAT {
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::If(BlockType::Empty));
-                f.instruction(&Instruction::Else);
-                f.instruction(&Instruction::End);
-            }
-        }),
-    );
-}
+/// `f(x, y, v)` with this function's own parameters.
+const CALL: [Instruction<'static>; 4] = [
+    Instruction::LocalGet(0),
+    Instruction::LocalGet(1),
+    Instruction::LocalGet(2),
+    Instruction::Call(0),
+];
 
 #[test]
-fn a_loop_and_a_branch_out_of_it() {
-    check(
-        "loop",
-        &module(BODIES, |f| {
-            for _ in 0..REPEAT {
-                f.instruction(&Instruction::Loop(BlockType::Empty));
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::BrIf(0));
-                f.instruction(&Instruction::End);
-            }
-        }),
-    );
-}
+fn shapes_that_insert_the_most_per_byte_stay_within_the_bound() {
+    use Instruction::*;
+    let empty = BlockType::Empty;
+    let store = I32Store(MemArg {
+        offset: 0,
+        align: 2,
+        memory_index: 0,
+    });
+    let shapes = [
+        // A charge after every conditional branch.
+        Shape {
+            before: vec![Block(empty)],
+            after: vec![End],
+            ..Shape::new("br_if", vec![LocalGet(0), BrIf(0)])
+        },
+        // Charges in both arms and after every `if`.
+        Shape::new("if/else", vec![LocalGet(0), If(empty), Else, End]),
+        Shape::new("loop", vec![Loop(empty), LocalGet(0), BrIf(0), End]),
+        Shape::new(
+            "counted loop",
+            vec![
+                Loop(empty),
+                LocalGet(0),
+                I32Const(-1),
+                I32Add,
+                LocalTee(0),
+                BrIf(0),
+                End,
+            ],
+        ),
+        // `neg` observes the sign of a NaN `sqrt` may produce: a canonicalization per 2 bytes.
+        Shape {
+            before: vec![LocalGet(1)],
+            after: vec![Drop],
+            ..Shape::new("f64 sqrt/neg", vec![F64Sqrt, F64Neg])
+        },
+        // A 2-byte NaN producer whose vector results are canonicalized right after each one,
+        // with three-byte helper local indices.
+        Shape {
+            locals: 20_000,
+            before: vec![LocalGet(2)],
+            after: vec![Drop],
+            ..Shape::new("f32x4.ceil, 20,000 locals", vec![F32x4Ceil])
+        },
+        Shape::new(
+            "memory.fill",
+            vec![LocalGet(0), LocalGet(0), LocalGet(0), MemoryFill(0)],
+        ),
+        Shape::new(
+            "call/return",
+            [
+                vec![LocalGet(0), If(empty)],
+                CALL.to_vec(),
+                vec![Return, End],
+            ]
+            .concat(),
+        ),
+        Shape::new(
+            "call/store",
+            [vec![LocalGet(0)], CALL.to_vec(), vec![store]].concat(),
+        ),
+    ];
+    for shape in &shapes {
+        check(shape.name, &shape.module());
+    }
 
-#[test]
-fn counted_loops() {
-    check(
-        "counted loop",
-        &module(BODIES, |f| {
-            for _ in 0..REPEAT {
-                f.instruction(&Instruction::Loop(BlockType::Empty));
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::I32Const(-1));
-                f.instruction(&Instruction::I32Add);
-                f.instruction(&Instruction::LocalTee(0));
-                f.instruction(&Instruction::BrIf(0));
-                f.instruction(&Instruction::End);
-            }
-        }),
-    );
-}
-
-#[test]
-fn a_canonicalization_after_every_float_operation() {
-    check(
-        "f64 sqrt/neg",
-        &module(BODIES, |f| {
-            f.instruction(&Instruction::LocalGet(1));
-            for _ in 0..REPEAT {
-                // `neg` observes the sign of a NaN `sqrt` may produce.
-                f.instruction(&Instruction::F64Sqrt);
-                f.instruction(&Instruction::F64Neg);
-            }
-            f.instruction(&Instruction::Drop);
-        }),
-    );
-}
-
-#[test]
-fn simd_rounding_chains_with_three_byte_helper_locals() {
-    // `f32x4.ceil` is a 2-byte NaN producer, and vector results are canonicalized right
-    // after each one.
-    check(
-        "f32x4.ceil, 20,000 locals",
-        &module_with_locals(BODIES, 20_000, |f| {
-            f.instruction(&Instruction::LocalGet(2));
-            for _ in 0..REPEAT {
-                f.instruction(&Instruction::F32x4Ceil);
-            }
-            f.instruction(&Instruction::Drop);
-        }),
-    );
-}
-
-#[test]
-fn eager_canonicalization_after_every_one_byte_operation() {
+    // Eager canonicalization (an option) after every 1-byte operation.
     let mut eager = options();
     eager.eager_nan_canonicalization = true;
-    check_with(
-        "f64.sqrt eager, 20,000 locals",
-        &module_with_locals(BODIES, 20_000, |f| {
-            f.instruction(&Instruction::LocalGet(1));
-            for _ in 0..REPEAT {
-                f.instruction(&Instruction::F64Sqrt);
-            }
-            f.instruction(&Instruction::Drop);
-        }),
-        &eager,
-    );
-}
+    let shape = Shape {
+        locals: 20_000,
+        before: vec![LocalGet(1)],
+        after: vec![Drop],
+        ..Shape::new("f64.sqrt eager, 20,000 locals", vec![F64Sqrt])
+    };
+    check_with(shape.name, &shape.module(), &eager);
 
-#[test]
-fn charges_of_the_largest_prices() {
     // Every operator at the highest price: each charge's constants take five bytes or more,
     // and `if`, `else` and `end` start charged blocks of their own.
     let mut costly = options();
     costly.costs = ri_sandbox_instrument::CostModel::flat(u32::MAX);
-    check_with(
-        "if/else, flat u32::MAX prices",
-        &module_with_locals(BODIES, 20_000, |f| {
-            for _ in 0..REPEAT {
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::If(BlockType::Empty));
-                f.instruction(&Instruction::Else);
-                f.instruction(&Instruction::End);
-            }
-        }),
-        &costly,
-    );
-    check_with(
-        "br_if to the function, flat u32::MAX prices",
-        &module_with_locals(BODIES, 20_000, |f| {
-            for _ in 0..REPEAT {
-                // Leaves the function when taken: the frame is released before, and
-                // recharged after when not.
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::BrIf(0));
-                f.instruction(&Instruction::Drop);
-            }
-            f.instruction(&Instruction::LocalGet(0));
-            f.instruction(&Instruction::LocalGet(1));
-            f.instruction(&Instruction::LocalGet(2));
-            f.instruction(&Instruction::Call(0));
-            f.instruction(&Instruction::Drop);
-        }),
-        &costly,
-    );
-}
-
-#[test]
-fn size_charges_before_every_bulk_operation() {
-    check(
-        "memory.fill",
-        &module(BODIES, |f| {
-            for _ in 0..REPEAT {
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::MemoryFill(0));
-            }
-        }),
-    );
-}
-
-#[test]
-fn stack_accounting_around_calls_and_returns() {
-    check(
-        "call/return",
-        &module(BODIES, |f| {
-            for _ in 0..REPEAT {
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::If(BlockType::Empty));
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::LocalGet(1));
-                f.instruction(&Instruction::LocalGet(2));
-                f.instruction(&Instruction::Call(0));
-                f.instruction(&Instruction::Return);
-                f.instruction(&Instruction::End);
-            }
-        }),
-    );
-}
-
-#[test]
-fn loads_and_stores_between_calls() {
-    check(
-        "call/store",
-        &module(BODIES, |f| {
-            for _ in 0..REPEAT {
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::LocalGet(0));
-                f.instruction(&Instruction::LocalGet(1));
-                f.instruction(&Instruction::LocalGet(2));
-                f.instruction(&Instruction::Call(0));
-                f.instruction(&Instruction::I32Store(MemArg {
-                    offset: 0,
-                    align: 2,
-                    memory_index: 0,
-                }));
-            }
-        }),
-    );
+    let shapes = [
+        Shape {
+            locals: 20_000,
+            ..Shape::new(
+                "if/else, flat u32::MAX prices",
+                vec![LocalGet(0), If(empty), Else, End],
+            )
+        },
+        // Leaves the function when taken: the frame is released before, and recharged after
+        // when not (the call makes the frame accounted).
+        Shape {
+            locals: 20_000,
+            after: [CALL.to_vec(), vec![Drop]].concat(),
+            ..Shape::new(
+                "br_if to the function, flat u32::MAX prices",
+                vec![LocalGet(0), LocalGet(0), BrIf(0), Drop],
+            )
+        },
+    ];
+    for shape in &shapes {
+        check_with(shape.name, &shape.module(), &costly);
+    }
 }
 
 /// `count` functions of type `params` -> (), each exported (names of one or two characters)
@@ -410,15 +349,14 @@ fn additions_that_would_break_an_engine_limit_are_refused() {
         .unwrap();
 
     // A body that metering would take over the 7,654,321-byte function size limit.
-    let wasm = module(1, |f| {
-        f.instruction(&Instruction::Block(BlockType::Empty));
-        for _ in 0..300_000 {
-            f.instruction(&Instruction::LocalGet(0));
-            f.instruction(&Instruction::BrIf(0));
-        }
-        f.instruction(&Instruction::End);
-    });
-    let err = instrument(&wasm, &options()).unwrap_err();
+    let huge = Shape {
+        bodies: 1,
+        times: 300_000,
+        before: vec![Instruction::Block(BlockType::Empty)],
+        after: vec![Instruction::End],
+        ..Shape::new("huge", vec![Instruction::LocalGet(0), Instruction::BrIf(0)])
+    };
+    let err = instrument(&huge.module(), &options()).unwrap_err();
     assert!(
         matches!(err.kind(), ErrorKind::Limit { message } if message.contains("function body")),
         "{err}"

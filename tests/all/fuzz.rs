@@ -312,7 +312,7 @@ fn fuzz_instrument_arbitrary_bytes_seeded() {
 
 #[test]
 fn fuzz_instrument_smith_module_seeded() {
-    for seed in 0..200 {
+    for seed in seeds(0..200) {
         instrument_smith_module(&seeded_bytes(seed, 2048));
     }
 }
