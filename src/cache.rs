@@ -226,6 +226,7 @@ fn cache_key(runtime: &Runtime, binary: &[u8], config: &Config) -> [u8; 32] {
     hasher.update(engine.finish().to_le_bytes());
     hasher.update(config.costs.fingerprint());
     hasher.update(config.stack_limit.to_le_bytes());
+    hasher.update(config.max_locals.to_le_bytes());
     hasher.update(binary);
     hasher.finalize().into()
 }
@@ -386,6 +387,8 @@ impl Runtime {
             module,
             costs: Arc::new(config.costs.clone()),
             stack_limit: entry.stack_limit,
+            // Part of the key the entry was found under.
+            max_locals: config.max_locals,
             module_hash: entry.module_hash,
             instrumented: Arc::from(entry.instrumented),
             export_table: Arc::default(),

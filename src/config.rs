@@ -3,7 +3,7 @@
 
 use crate::host::HostFunction;
 use crate::limits::{
-    DEFAULT_MAX_EXECUTION_MS, DEFAULT_MAX_GAS, DEFAULT_MAX_MEMORY_BYTES,
+    DEFAULT_MAX_EXECUTION_MS, DEFAULT_MAX_GAS, DEFAULT_MAX_LOCALS, DEFAULT_MAX_MEMORY_BYTES,
     DEFAULT_MAX_TABLE_ELEMENTS, DEFAULT_STACK_LIMIT,
 };
 use crate::wasi::WasiConfig;
@@ -36,6 +36,10 @@ pub struct Config {
     pub stack_limit: u64,
     /// Limit on table elements, all tables together. Default: 100,000.
     pub max_table_elements: u64,
+    /// Limit on locals (parameters included), all function bodies of a module together; a
+    /// module with more is refused when compiled, before wasmtime spends time on it (see
+    /// [`DEFAULT_MAX_LOCALS`](crate::limits::DEFAULT_MAX_LOCALS)). Default: 1,000,000.
+    pub max_locals: u64,
     /// Operator prices for metering. Default: [`CostModel::default`].
     pub costs: CostModel,
     /// Functions the guest may import, besides the deterministic `env.__get_time` and
@@ -60,6 +64,7 @@ impl Default for Config {
             event_timestamp: 0,
             stack_limit: DEFAULT_STACK_LIMIT,
             max_table_elements: DEFAULT_MAX_TABLE_ELEMENTS,
+            max_locals: DEFAULT_MAX_LOCALS,
             costs: CostModel::default(),
             host_functions: Vec::new(),
             measure_wall_time: true,
@@ -105,6 +110,12 @@ impl Config {
         self
     }
 
+    /// Sets [`max_locals`](Config::max_locals).
+    pub fn with_max_locals(mut self, locals: u64) -> Config {
+        self.max_locals = locals;
+        self
+    }
+
     /// Sets [`stack_limit`](Config::stack_limit).
     pub fn with_stack_limit(mut self, units: u64) -> Config {
         self.stack_limit = units;
@@ -135,6 +146,7 @@ impl Config {
         options.stack_limit = Some(self.stack_limit);
         options.canonicalize_nans = true;
         options.entry_points = true;
+        options.max_locals = Some(self.max_locals);
         options
     }
 

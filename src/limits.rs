@@ -13,6 +13,10 @@ pub const DEFAULT_MAX_GAS: u64 = 1_000_000;
 pub const DEFAULT_MAX_EXECUTION_MS: u64 = 50;
 /// Default limit on table elements, all tables together: 100,000.
 pub const DEFAULT_MAX_TABLE_ELEMENTS: u64 = 100_000;
+/// Default limit on locals (parameters included), all function bodies of a module together:
+/// 1,000,000. wasmtime's compile time grows with them (about 75 ns a local here) and a body
+/// declares 50,000 in five bytes, so without a limit 150 KB take most of a minute to compile.
+pub const DEFAULT_MAX_LOCALS: u64 = 1_000_000;
 /// Default stack limit, in the instrumenter's stack units.
 pub const DEFAULT_STACK_LIMIT: u64 = ri_sandbox_instrument::DEFAULT_STACK_LIMIT;
 

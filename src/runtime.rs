@@ -178,6 +178,7 @@ impl Runtime {
             module: compiled,
             costs: Arc::new(options.costs.clone()),
             stack_limit: config.stack_limit,
+            max_locals: config.max_locals,
             module_hash: module_fingerprint(&binary),
             instrumented: Arc::from(instrumented.module),
             export_table: Arc::default(),
@@ -227,6 +228,8 @@ pub struct CompiledModule {
     /// The cost model it was metered with (compared by value: cheaper than a fingerprint).
     pub(crate) costs: Arc<ri_sandbox_instrument::CostModel>,
     pub(crate) stack_limit: u64,
+    /// The limit on locals it was compiled under.
+    pub(crate) max_locals: u64,
     /// What snapshots name as their module: see [`CompiledModule::fingerprint`].
     pub(crate) module_hash: [u8; 32],
     /// The instrumented module's bytes (what the cache and ready files store beside the

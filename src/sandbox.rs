@@ -341,12 +341,17 @@ impl Sandbox {
     ///
     /// # Errors
     /// As [`Sandbox::load`], plus [`ErrorKind::Config`] when the module was compiled for a
-    /// different cost model or stack limit.
+    /// different cost model, stack limit or limit on locals.
     pub fn load_compiled(&mut self, module: &CompiledModule) -> Result<(), Error> {
         self.expect_status(Status::Created, "load a module into")?;
-        if *module.costs != self.config.costs || module.stack_limit != self.config.stack_limit {
+        if *module.costs != self.config.costs
+            || module.stack_limit != self.config.stack_limit
+            || module.max_locals != self.config.max_locals
+        {
             return Err(Error::new(ErrorKind::Config {
-                reason: "the module was compiled for another cost model or stack limit".into(),
+                reason: "the module was compiled for another cost model, stack limit or limit \
+                         on locals"
+                    .into(),
             }));
         }
         if !wasmtime::Engine::same(module.module.engine(), self.runtime.engine()) {

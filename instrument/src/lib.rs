@@ -85,6 +85,13 @@ pub struct Options {
     /// machine runs at once ([`std::thread::available_parallelism`], asked once per process).
     /// Default: `None`.
     pub threads: Option<std::num::NonZeroUsize>,
+    /// The most locals (parameters included) the module's function bodies may have together;
+    /// a module with more is refused with [`ErrorKind::Limit`]. Engines do work per local
+    /// when they compile (wasmtime zero-initializes each, about 75 ns a local here), and a
+    /// body declares 50,000 in five bytes: 10,000 such functions are 150 KB that take wasmtime
+    /// most of a minute to compile. The instrumenter's own work does not depend on it.
+    /// Default: `None` (no limit; the ri-sandbox runtime sets one).
+    pub max_locals: Option<u64>,
 }
 
 /// An upper bound on the size of [`instrument`]'s output for an input of `input_len` bytes:
@@ -113,6 +120,7 @@ impl Default for Options {
             export_state: true,
             entry_points: false,
             threads: None,
+            max_locals: None,
         }
     }
 }

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str = "usage: instrument IN.wasm|IN.wat -o OUT.wasm [--costs FILE.toml|FILE.json] \
-                     [--entry-points] [--threads N]";
+                     [--entry-points] [--threads N] [--max-locals N]";
 
 struct Args {
     input: PathBuf,
@@ -26,6 +26,7 @@ struct Args {
     costs: Option<PathBuf>,
     entry_points: bool,
     threads: Option<NonZeroUsize>,
+    max_locals: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -34,6 +35,7 @@ fn parse_args() -> Result<Args, String> {
     let mut costs = None;
     let mut entry_points = false;
     let mut threads = None;
+    let mut max_locals = None;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         match arg.to_str() {
@@ -54,6 +56,14 @@ fn parse_args() -> Result<Args, String> {
                         .ok_or(format!("--threads needs a number from 1 up, not {n:?}"))?,
                 );
             }
+            Some("--max-locals") => {
+                let n = args.next().ok_or("--max-locals needs a number")?;
+                max_locals = Some(
+                    n.to_str()
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .ok_or(format!("--max-locals needs a number, not {n:?}"))?,
+                );
+            }
             Some("-h") | Some("--help") => return Err(USAGE.to_string()),
             Some(flag) if flag.starts_with('-') && flag.len() > 1 => {
                 return Err(format!("unknown option `{flag}`\n{USAGE}"))
@@ -68,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
         costs,
         entry_points,
         threads,
+        max_locals,
     })
 }
 
@@ -104,6 +115,7 @@ fn run() -> Result<String, String> {
     };
     options.entry_points = args.entry_points;
     options.threads = args.threads;
+    options.max_locals = args.max_locals;
     let bytes = std::fs::read(&args.input)
         .map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
     let is_text = !bytes.starts_with(b"\0asm") && std::str::from_utf8(&bytes).is_ok();

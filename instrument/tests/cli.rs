@@ -467,3 +467,25 @@ fn the_thread_count_changes_nothing_in_the_output() {
         assert!(err.contains("--threads"), "{err}");
     }
 }
+
+#[test]
+fn a_module_over_max_locals_is_refused_and_leaves_nothing() {
+    let dir = TempDir::new("max-locals");
+    // add.wat: one function of two parameters and no other locals.
+    let program = fixture("add.wasm");
+    let ok = dir.join("ok.wasm");
+    instrument_ok(&program, &ok, &[Path::new("--max-locals"), Path::new("2")]);
+    let output = dir.join("over.wasm");
+    let err = assert_fails(
+        &dir,
+        &[
+            &program,
+            Path::new("-o"),
+            &output,
+            Path::new("--max-locals"),
+            Path::new("1"),
+        ],
+        &["ok.wasm"],
+    );
+    assert!(err.contains("locals"), "{err}");
+}

@@ -134,3 +134,19 @@ fn ten_thousand_functions_of_fifty_thousand_locals() {
     assert_eq!(out.stats.functions, 10_000);
     validate(&out.module);
 }
+
+#[test]
+fn a_module_over_the_limit_on_locals_is_refused() {
+    // Ten bodies of one parameter and 1,000 locals: 10,010 locals.
+    let wasm = many_locals(10, 1_000);
+    let mut options = Options::default();
+    options.max_locals = Some(10_010);
+    validate(&instrument(&wasm, &options).unwrap().module);
+    options.max_locals = Some(10_009);
+    let err = instrument(&wasm, &options).unwrap_err();
+    assert!(
+        matches!(err.kind(), ri_sandbox_instrument::ErrorKind::Limit { message }
+            if message.contains("10010 locals")),
+        "{err}"
+    );
+}

@@ -99,6 +99,50 @@ fn exports_with_or_without_an_entry_point_give_the_same_results_and_gas() {
 }
 
 #[test]
+fn modules_over_the_limit_on_locals_are_refused_before_compiling() {
+    // Two functions of one parameter and 49,990 locals each, declared in a few bytes.
+    use wasm_encoder::{
+        CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, Module,
+        TypeSection, ValType,
+    };
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32], []);
+    let mut functions = FunctionSection::new();
+    let mut code = CodeSection::new();
+    for _ in 0..2 {
+        functions.function(0);
+        let mut f = Function::new([(49_990, ValType::I32)]);
+        f.instruction(&Instruction::End);
+        code.function(&f);
+    }
+    let mut exports = ExportSection::new();
+    exports.export("f", ExportKind::Func, 0);
+    let mut module = Module::new();
+    module
+        .section(&types)
+        .section(&functions)
+        .section(&exports)
+        .section(&code);
+    let wasm = module.finish();
+
+    let runtime = runtime();
+    let compiled = runtime.compile(&wasm, &Config::default()).unwrap();
+    let config = Config::default().with_max_locals(2 * 49_991 - 1);
+    let err = runtime.compile(&wasm, &config).err().unwrap();
+    assert!(
+        matches!(err.kind(), ErrorKind::InvalidModule { reason, .. } if reason.contains("locals")),
+        "{err}"
+    );
+    assert!(runtime
+        .compile(&wasm, &Config::default().with_max_locals(2 * 49_991))
+        .is_ok());
+    // A module compiled under another limit is not loaded under this one.
+    let mut sandbox = Sandbox::new(runtime, config).unwrap();
+    let err = sandbox.load_compiled(&compiled).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Config { .. }), "{err}");
+}
+
+#[test]
 fn state_persists_across_calls() {
     let mut sandbox = loaded("counter.wasm", Config::default());
     for expected in 1..=5 {

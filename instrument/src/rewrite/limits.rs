@@ -5,7 +5,8 @@
 //! than turned into a module no engine loads.
 //!
 //! The limits are wasmparser's (`wasmparser/src/limits.rs`, private to that crate, so repeated
-//! here); a test instruments modules at each of them.
+//! here); `tests/growth.rs` instruments modules at them. The configured limit on locals
+//! ([`crate::Options::max_locals`]) is checked here too.
 
 use crate::error::{Error, ErrorKind};
 
@@ -80,6 +81,21 @@ pub(crate) fn check(input: Counts, added: Counts) -> Result<(), Error> {
             added.type_size,
             MAX_TYPE_SIZE,
         ));
+    }
+    Ok(())
+}
+
+/// Refuses a module whose function bodies have more than `max` locals together
+/// ([`crate::Options::max_locals`]).
+pub(crate) fn check_locals(plans: &[crate::analyze::FunctionPlan], max: u64) -> Result<(), Error> {
+    let total: u64 = plans.iter().map(|plan| u64::from(plan.locals)).sum();
+    if total > max {
+        return Err(Error::new(ErrorKind::Limit {
+            message: format!(
+                "the function bodies have {total} locals (parameters included), over the \
+                 limit of {max}"
+            ),
+        }));
     }
     Ok(())
 }

@@ -509,6 +509,9 @@ pub(crate) fn rewrite_module(
                     let functions = std::mem::take(&mut pending);
                     let mut plans =
                         analyze::plan_functions(functions, features, plan, options.threads)?;
+                    if let Some(max) = options.max_locals {
+                        limits::check_locals(&plans, max)?;
+                    }
                     let reloads = analyze::calls::finish(&mut plans, &calls_module);
                     stats.functions += plans.len();
                     stats.blocks_metered += bodies::write_bodies(
