@@ -38,7 +38,7 @@ pub struct Config {
     pub max_table_elements: u64,
     /// Limit on locals (parameters included), all function bodies of a module together; a
     /// module with more is refused when compiled, before wasmtime spends time on it (see
-    /// [`DEFAULT_MAX_LOCALS`](crate::limits::DEFAULT_MAX_LOCALS)). Default: 1,000,000.
+    /// [`DEFAULT_MAX_LOCALS`]). Default: 1,000,000.
     pub max_locals: u64,
     /// Operator prices for metering. Default: [`CostModel::default`].
     pub costs: CostModel,

@@ -41,7 +41,7 @@ pub enum Status {
     /// needs the instance resumes it first (see [`Sandbox::suspend`]).
     Suspended,
     /// Destroyed: every operation fails with
-    /// [`ErrorKind::InstanceDestroyed`](crate::ErrorKind::InstanceDestroyed).
+    /// [`ErrorKind::InstanceDestroyed`].
     Destroyed,
 }
 
