@@ -37,7 +37,10 @@
 //! it, or it is an `if` without `else`). Unreachable code is not metered.
 //!
 //! The cost of a block is the sum of the prices (from the cost model) of the original
-//! operators in it. At the block's first instruction the metered code does, in effect:
+//! operators in it; a function's entry block (its first) also costs the price of the locals
+//! the function declares (parameters excluded; `CostModel::locals`, by default 1 gas per full
+//! 16), which an engine zeroes on every call. At the block's first instruction the metered
+//! code does, in effect:
 //!
 //! ```text
 //! if gas_left < cost { gas_left = -1; trap (unreachable) }

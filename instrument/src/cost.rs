@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 /// `try_table`) cost 0; `call` and `return_call` cost 2; indirect and reference calls cost 3;
 /// integer division and remainder, float division and square root (scalar and SIMD) cost 4;
 /// `throw`, `throw_ref`, `memory.grow`, `table.grow` and the bulk memory and table operations
-/// cost 10 as their base price.
+/// cost 10 as their base price. Per-unit prices come on top: by length for the bulk
+/// operations and `memory.grow`, and per declared local on every call ([`CostModel::locals`]).
 ///
 /// Costs are whole gas units (`u32`). Two models with equal prices have equal
 /// [fingerprints](CostModel::fingerprint); the fingerprint is written into every instrumented
@@ -40,6 +41,13 @@ pub struct CostModel {
     /// What `memory.grow` pays per page requested, on top of its base price. Default: 64 gas
     /// per page.
     pub memory_pages: UnitPrice,
+    /// What a function pays for the locals it declares (parameters excluded), on every call,
+    /// as part of its entry block: `gas` per *full* group of `2^units_log2` locals (rounded
+    /// down, unlike the other unit prices, so a function with fewer locals than a group pays
+    /// nothing). An engine sets each local to zero when the function is entered (wasmi: 5.5 us
+    /// a call for 30,000 locals, against 30 ns for none), and a body declares 50,000 in five
+    /// bytes. Default: 1 gas per 16 locals.
+    pub locals: UnitPrice,
 }
 
 /// A price proportional to an operand: `gas` for every `2^units_log2` units (bytes, elements
@@ -96,6 +104,7 @@ impl PartialEq for CostModel {
             && self.memory_bytes == other.memory_bytes
             && self.table_elements == other.table_elements
             && self.memory_pages == other.memory_pages
+            && self.locals == other.locals
     }
 }
 
@@ -109,6 +118,7 @@ impl Default for CostModel {
             memory_bytes: UnitPrice::new(1, 3),
             table_elements: UnitPrice::new(1, 0),
             memory_pages: UnitPrice::new(64, 0),
+            locals: UnitPrice::new(1, 4),
         }
     }
 }
@@ -193,6 +203,7 @@ fn default_price(name: &str) -> u32 {
 /// memory_bytes = { gas = 1, units_log2 = 3 }     # 1 gas per 8 bytes copied/filled/initialised
 /// table_elements = { gas = 1 }                    # 1 gas per table element
 /// memory_pages = { gas = 64 }                     # 64 gas per page memory.grow asks for
+/// locals = { gas = 1, units_log2 = 4 }             # 1 gas per 16 declared locals, per call
 /// ```
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,6 +221,7 @@ struct PerUnitFile {
     memory_bytes: Option<UnitPrice>,
     table_elements: Option<UnitPrice>,
     memory_pages: Option<UnitPrice>,
+    locals: Option<UnitPrice>,
 }
 
 impl CostModel {
@@ -284,6 +296,7 @@ impl CostModel {
         model.memory_bytes = per_unit.memory_bytes.unwrap_or(model.memory_bytes);
         model.table_elements = per_unit.table_elements.unwrap_or(model.table_elements);
         model.memory_pages = per_unit.memory_pages.unwrap_or(model.memory_pages);
+        model.locals = per_unit.locals.unwrap_or(model.locals);
         model.check()?;
         Ok(model)
     }
@@ -295,7 +308,8 @@ impl CostModel {
     pub fn check(&self) -> Result<(), Error> {
         self.memory_bytes.check("memory_bytes")?;
         self.table_elements.check("table_elements")?;
-        self.memory_pages.check("memory_pages")
+        self.memory_pages.check("memory_pages")?;
+        self.locals.check("locals")
     }
 
     /// A SHA-256 digest of every operator's name and price (in name order) and of the
@@ -324,6 +338,7 @@ impl CostModel {
             ("per_unit.memory_bytes", self.memory_bytes),
             ("per_unit.table_elements", self.table_elements),
             ("per_unit.memory_pages", self.memory_pages),
+            ("per_unit.locals", self.locals),
         ] {
             hasher.update(name.as_bytes());
             hasher.update(b"=");
@@ -332,6 +347,14 @@ impl CostModel {
             hasher.update(b"\n");
         }
         hasher.finalize().into()
+    }
+
+    /// What a function that declares `declared` locals pays on every call ([`CostModel::locals`]).
+    pub fn locals_charge(&self, declared: u64) -> u64 {
+        let groups = declared
+            .checked_shr(u32::from(self.locals.units_log2))
+            .unwrap_or(0);
+        groups.saturating_mul(u64::from(self.locals.gas))
     }
 
     pub(crate) fn op_price(&self, kind: OpKind) -> u32 {
@@ -438,6 +461,28 @@ mod tests {
             max.charge(1 << 32),
             (1i64 << 32) * i64::from(UnitPrice::MAX_GAS)
         );
+    }
+
+    #[test]
+    fn locals_pay_per_full_group_on_every_call() {
+        let default = CostModel::default();
+        assert_eq!(default.locals_charge(0), 0);
+        assert_eq!(default.locals_charge(15), 0);
+        assert_eq!(default.locals_charge(16), 1);
+        assert_eq!(default.locals_charge(50_000), 3_125);
+        let m = CostModel::from_toml("[per_unit]\nlocals = { gas = 3, units_log2 = 1 }\n").unwrap();
+        assert_eq!(m.locals, UnitPrice::new(3, 1));
+        assert_eq!(m.locals_charge(5), 6);
+        assert_ne!(m.fingerprint(), default.fingerprint());
+        // A group larger than any function (units_log2 up to 32 passes `check`).
+        let mut wide = CostModel {
+            locals: UnitPrice::new(1, 32),
+            ..CostModel::default()
+        };
+        assert_eq!(wide.locals_charge(50_000), 0);
+        wide.locals = UnitPrice::new(1, 200);
+        assert!(wide.check().is_err());
+        assert_eq!(wide.locals_charge(50_000), 0);
     }
 
     #[test]

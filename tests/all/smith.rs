@@ -146,6 +146,7 @@ fn random_costs(rng: &mut Rng) -> CostModel {
     costs.memory_bytes = unit();
     costs.table_elements = unit();
     costs.memory_pages = unit();
+    costs.locals = unit();
     costs
 }
 
@@ -486,6 +487,11 @@ fn count_every_operator(
         units: base + 2,
     };
 
+    // The declared locals, paid on every call before anything else.
+    let locals_price = costs.locals_charge(u64::from(defined));
+    if locals_price > 0 {
+        add_to_counter(&mut out, &temps, locals_price as i64);
+    }
     let memory64 = |m: u32| shape.memory64[m as usize];
     let table64 = |t: u32| shape.table64[t as usize];
     while !ops.eof() {
@@ -1224,7 +1230,7 @@ fn smith_oracle_counts_a_known_module() {
     let wasm = wat::parse_str(
         r#"(module
           (memory 1)
-          (func (export "f") (result i32) (local i32)
+          (func (export "f") (result i32) (local i32 i64) (local f32 f64 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)  ;; 16 locals: 1
             loop                   ;; free
               local.get 0          ;; 7 per iteration, 3 iterations: 21
               i32.const 1
@@ -1238,7 +1244,7 @@ fn smith_oracle_counts_a_known_module() {
             i32.const 7
             i32.const 100
             memory.fill            ;; 10, plus 100 bytes at 1 per 8: 13
-            local.get 0))          ;; 1; 21 + 3 + 10 + 13 + 1 = 48"#,
+            local.get 0))          ;; 1; 1 + 21 + 3 + 10 + 13 + 1 = 49"#,
     )
     .unwrap();
     let costs = CostModel::default();
@@ -1250,7 +1256,7 @@ fn smith_oracle_counts_a_known_module() {
         oracle.call("f", &[]).unwrap(),
         OracleCall {
             outcome: Outcome::Returned(vec![Value::I32(3)]),
-            counted: 48,
+            counted: 49,
             unpayable: false,
             threw: false,
         }
@@ -1261,7 +1267,7 @@ fn smith_oracle_counts_a_known_module() {
     let mut metered = engines::Wasmtime::new(&engine, &metered).unwrap();
     let call = metered.call("f", &[], BUDGET).unwrap();
     assert_eq!(call.outcome, Outcome::Returned(vec![Value::I32(3)]));
-    assert_eq!(BUDGET - call.gas_left, 48);
+    assert_eq!(BUDGET - call.gas_left, 49);
 }
 
 /// The wasmi bug that [`WASMI_BUG_RATE`] tolerates is still there: when this fails,

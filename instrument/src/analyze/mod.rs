@@ -338,11 +338,8 @@ pub(crate) fn analyze_function(
     let ops_start = reader.original_position();
 
     let locals = validator.len_locals();
-    let local_slots = if plan.stack_limit {
-        local_slots(body, validator)?
-    } else {
-        0
-    };
+    let (declared, slots) = count_locals(body, validator)?;
+    let local_slots = if plan.stack_limit { slots } else { 0 };
 
     let mut analysis = Analysis {
         out: FunctionPlan {
@@ -398,6 +395,8 @@ pub(crate) fn analyze_function(
         analysis.insert(ops_start, Insert::StackEnter);
     }
     analysis.start_block(ops_start, true);
+    // The entry block also pays for the declared locals the engine zeroes on every call.
+    analysis.current.gas = plan.costs.locals_charge(declared);
 
     // Scalar NaN canonicalization points are found by `nans`, whose first run rides along
     // from the first scalar NaN producer on.
@@ -665,13 +664,14 @@ fn slot_size(ty: ValType) -> u64 {
     }
 }
 
-/// The stack slots of a function's parameters and locals, counted per parameter and per
-/// local *declaration*: a body declares up to 50,000 locals in five bytes, and the pass must
-/// stay linear in the input's size, not in the number of locals it declares.
-fn local_slots(
+/// How many locals a function declares (parameters excluded), and the stack slots of its
+/// parameters and locals, counted per parameter and per local *declaration*: a body declares
+/// up to 50,000 locals in five bytes, and the pass must stay linear in the input's size, not
+/// in the number of locals it declares.
+fn count_locals(
     body: &FunctionBody<'_>,
     validator: &FuncValidator<ValidatorResources>,
-) -> Result<u64, Error> {
+) -> Result<(u64, u64), Error> {
     let resources = validator.resources();
     let params = resources
         .type_index_of_function(validator.index())
@@ -686,11 +686,13 @@ fn local_slots(
             })
         })?;
     let mut slots: u64 = params.iter().map(|&ty| slot_size(ty)).sum();
+    let mut declared = 0u64;
     for declaration in body.get_locals_reader().map_err(invalid)? {
         let (count, ty) = declaration.map_err(invalid)?;
+        declared += u64::from(count);
         slots += u64::from(count) * slot_size(ty);
     }
-    Ok(slots)
+    Ok((declared, slots))
 }
 
 struct Analysis<'a> {
