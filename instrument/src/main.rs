@@ -48,22 +48,8 @@ fn parse_args() -> Result<Args, String> {
                 ))
             }
             Some("--entry-points") => entry_points = true,
-            Some("--threads") => {
-                let n = args.next().ok_or("--threads needs a number")?;
-                threads = Some(
-                    n.to_str()
-                        .and_then(|n| n.parse::<NonZeroUsize>().ok())
-                        .ok_or(format!("--threads needs a number from 1 up, not {n:?}"))?,
-                );
-            }
-            Some("--max-locals") => {
-                let n = args.next().ok_or("--max-locals needs a number")?;
-                max_locals = Some(
-                    n.to_str()
-                        .and_then(|n| n.parse::<u64>().ok())
-                        .ok_or(format!("--max-locals needs a number, not {n:?}"))?,
-                );
-            }
+            Some("--threads") => threads = Some(number(args.next(), "--threads", "from 1 up")?),
+            Some("--max-locals") => max_locals = Some(number(args.next(), "--max-locals", "")?),
             Some("-h") | Some("--help") => return Err(USAGE.to_string()),
             Some(flag) if flag.starts_with('-') && flag.len() > 1 => {
                 return Err(format!("unknown option `{flag}`\n{USAGE}"))
@@ -80,6 +66,23 @@ fn parse_args() -> Result<Args, String> {
         threads,
         max_locals,
     })
+}
+
+/// The number after `flag` (`what` says which numbers it takes, when not all).
+fn number<T: std::str::FromStr>(
+    arg: Option<std::ffi::OsString>,
+    flag: &str,
+    what: &str,
+) -> Result<T, String> {
+    let what = if what.is_empty() {
+        String::new()
+    } else {
+        format!(" {what}")
+    };
+    let arg = arg.ok_or(format!("{flag} needs a number{what}"))?;
+    arg.to_str()
+        .and_then(|n| n.parse().ok())
+        .ok_or(format!("{flag} needs a number{what}, not {arg:?}"))
 }
 
 fn read_costs(path: &Path) -> Result<CostModel, String> {
