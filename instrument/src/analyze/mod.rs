@@ -664,6 +664,16 @@ fn slot_size(ty: ValType) -> u64 {
     }
 }
 
+/// The parameter types of the function being validated.
+pub(crate) fn params_of(validator: &FuncValidator<ValidatorResources>) -> Option<&[ValType]> {
+    let resources = validator.resources();
+    let ty = resources.sub_type_at(resources.type_index_of_function(validator.index())?)?;
+    match &ty.composite_type.inner {
+        wasmparser::CompositeInnerType::Func(f) => Some(f.params()),
+        _ => None,
+    }
+}
+
 /// How many locals a function declares (parameters excluded), and the stack slots of its
 /// parameters and locals, counted per parameter and per local *declaration*: a body declares
 /// up to 50,000 locals in five bytes, and the pass must stay linear in the input's size, not
@@ -672,19 +682,11 @@ fn count_locals(
     body: &FunctionBody<'_>,
     validator: &FuncValidator<ValidatorResources>,
 ) -> Result<(u64, u64), Error> {
-    let resources = validator.resources();
-    let params = resources
-        .type_index_of_function(validator.index())
-        .and_then(|index| resources.sub_type_at(index))
-        .and_then(|ty| match &ty.composite_type.inner {
-            wasmparser::CompositeInnerType::Func(f) => Some(f.params()),
-            _ => None,
+    let params = params_of(validator).ok_or_else(|| {
+        Error::new(ErrorKind::Internal {
+            message: format!("function {} has no function type", validator.index()),
         })
-        .ok_or_else(|| {
-            Error::new(ErrorKind::Internal {
-                message: format!("function {} has no function type", validator.index()),
-            })
-        })?;
+    })?;
     let mut slots: u64 = params.iter().map(|&ty| slot_size(ty)).sum();
     let mut declared = 0u64;
     for declaration in body.get_locals_reader().map_err(invalid)? {

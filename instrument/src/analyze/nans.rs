@@ -304,13 +304,7 @@ impl NanScratch {
         if validator.len_locals() as usize > MAX_LOCALS_BASE + 4 * body.range().len() {
             return Err(GaveUp);
         }
-        let resources = validator.resources();
-        let params = resources
-            .type_index_of_function(validator.index())
-            .and_then(|index| resources.sub_type_at(index))
-            .and_then(func_type)
-            .ok_or(GaveUp)?
-            .params();
+        let params = super::params_of(validator).ok_or(GaveUp)?;
         let local = |ty: ValType, kind: Kind| Local {
             float: matches!(ty, ValType::F32 | ValType::F64),
             kind,

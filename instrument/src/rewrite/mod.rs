@@ -91,7 +91,15 @@ impl Survey {
         }
     }
 
-    /// The size an import or export of this kind and index adds to the effective type size.
+    /// The size of tag `index`'s type.
+    fn tag_type_size(&self, index: u32) -> u64 {
+        match self.tag_types.get(index as usize) {
+            Some(&ty) => self.type_size(ty),
+            None => 1,
+        }
+    }
+
+    /// The size an import of this type adds to the effective type size.
     fn entity_size(&self, ty: &wasmparser::TypeRef) -> u64 {
         match *ty {
             wasmparser::TypeRef::Func(index) | wasmparser::TypeRef::FuncExact(index) => {
@@ -198,12 +206,7 @@ fn survey(wasm: &[u8], entry_points: bool) -> Result<Survey, Error> {
                         wasmparser::ExternalKind::Func | wasmparser::ExternalKind::FuncExact => {
                             survey.function_type_size(export.index)
                         }
-                        wasmparser::ExternalKind::Tag => {
-                            match survey.tag_types.get(export.index as usize) {
-                                Some(&ty) => survey.type_size(ty),
-                                None => 1,
-                            }
-                        }
+                        wasmparser::ExternalKind::Tag => survey.tag_type_size(export.index),
                         _ => 1,
                     };
                     if export.name.starts_with(abi::RESERVED_PREFIX) && reserved.is_none() {
