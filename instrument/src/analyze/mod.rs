@@ -455,18 +455,15 @@ pub(crate) fn analyze_function(
                         Err(nans::GaveUp) => NanState::Failed,
                     }
                 }
-                NanState::Idle if was_reachable => match nan_producer(kind) {
-                    Some(ty @ (FloatKind::F32 | FloatKind::F64)) => {
-                        match scratch
-                            .nans
-                            .activate(body, validator, &analysis.nan_sets, ty, next)
-                        {
-                            Ok(()) => NanState::Active,
-                            Err(nans::GaveUp) => NanState::Failed,
-                        }
+                NanState::Idle if was_reachable && starts_nan_analysis(op, kind, validator) => {
+                    match scratch
+                        .nans
+                        .activate(body, validator, &analysis.nan_sets, op, kind, next)
+                    {
+                        Ok(()) => NanState::Active,
+                        Err(nans::GaveUp) => NanState::Failed,
                     }
-                    _ => NanState::Idle,
-                },
+                }
                 other => other,
             };
         }
@@ -532,6 +529,22 @@ pub(crate) fn analyze_function(
     scratch.direct_calls = out.direct_calls;
     scratch.gas_events = out.gas_events;
     Ok(plan)
+}
+
+/// Whether the NaN analysis starts at this reachable operator: the first scalar NaN producer
+/// or read of an `f32`/`f64` local (see [`nans::NanScratch::activate`]).
+fn starts_nan_analysis(
+    op: &Operator<'_>,
+    kind: OpKind,
+    validator: &FuncValidator<ValidatorResources>,
+) -> bool {
+    match op {
+        Operator::LocalGet { local_index } => matches!(
+            validator.get_local_type(*local_index),
+            Some(ValType::F32 | ValType::F64)
+        ),
+        _ => matches!(nan_producer(kind), Some(FloatKind::F32 | FloatKind::F64)),
+    }
 }
 
 /// Where the NaN analysis of the function being read stands.

@@ -330,18 +330,21 @@ impl NanScratch {
     }
 
     /// Starts the first run in the middle of the main pass, right after the first scalar NaN
-    /// producer it meets (of type `ty`; `next` is the offset after it): nothing before it can
-    /// be `Arith`, so the operand stack is plain bits (and the new `Arith` value on top), the
-    /// control frames are the validator's, and a local's kind is the join of what the main
-    /// pass saw assigned to it so far (`assignments`: the kind each `local.set`/`local.tee`
-    /// assigned when the operator before it decides it, `Bits` otherwise). Functions without
-    /// scalar float arithmetic never pay for the analysis.
+    /// producer or `local.get` of an `f32`/`f64` local it meets (`op`, of kind `op_kind`;
+    /// `next` is the offset after it). Nothing before it can be `Arith` or read a local that
+    /// could hold an `Arith` value (in a loop, a later assignment reaches an earlier read), so
+    /// the operand stack is plain bits (and then `op`'s result), the control frames are the
+    /// validator's, and a local's kind is the join of what the main pass saw assigned to it
+    /// so far (`assignments`: the kind each `local.set`/`local.tee` assigned when the operator
+    /// before it decides it, `Bits` otherwise). Functions without scalar float arithmetic or
+    /// float locals never pay for the analysis.
     pub(crate) fn activate(
         &mut self,
         body: &FunctionBody<'_>,
         validator: &FuncValidator<ValidatorResources>,
         assignments: &[(u32, Option<Kind>)],
-        ty: FloatKind,
+        op: &Operator<'_>,
+        op_kind: OpKind,
         next: usize,
     ) -> Result<(), GaveUp> {
         let resources = validator.resources();
@@ -373,14 +376,24 @@ impl NanScratch {
         let height = (validator.operand_stack_height() as usize)
             .checked_sub(1)
             .ok_or(GaveUp)?;
-        self.stack.resize(height, Value::BITS);
-        self.stack.push(Value {
-            kind: Kind::Arith,
-            origin: next as u32,
-            ty,
-            ..Value::BITS
-        });
-        Ok(())
+        match (op, nan_producer(op_kind)) {
+            (_, Some(ty @ (FloatKind::F32 | FloatKind::F64))) => {
+                self.stack.resize(height, Value::BITS);
+                self.stack.push(Value {
+                    kind: Kind::Arith,
+                    origin: next as u32,
+                    ty,
+                    ..Value::BITS
+                });
+                Ok(())
+            }
+            (Operator::LocalGet { .. }, _) => {
+                // The stack as it was before the read, then the read.
+                self.stack.resize(height, Value::BITS);
+                self.step(op, op_kind, next, resources)
+            }
+            _ => Err(GaveUp),
+        }
     }
 
     /// An empty run: no frames, no values, no points, every local unused.
