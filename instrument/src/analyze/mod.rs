@@ -402,6 +402,8 @@ pub(crate) fn analyze_function(
     // from the first scalar NaN producer on.
     let observed_nans = plan.canonicalize_nans && !plan.eager_nans;
     let mut nan_state = NanState::Idle;
+    // While `Armed`: the reader right after the read that armed the analysis.
+    let mut armed_at: Option<BinaryReader<'_>> = None;
     // One driver for the whole body: the operator it keeps is read in place, not moved out.
     let mut driver = Driver {
         validator: &mut *validator,
@@ -459,6 +461,23 @@ pub(crate) fn analyze_function(
                     match scratch
                         .nans
                         .activate(body, validator, &analysis.nan_sets, op, kind, next)
+                    {
+                        // Started by a read: follow the body only once arithmetic shows up.
+                        Ok(()) if !produces_scalar_nan(kind) => {
+                            armed_at = Some(reader.clone());
+                            NanState::Armed
+                        }
+                        Ok(()) => NanState::Active,
+                        Err(nans::GaveUp) => NanState::Failed,
+                    }
+                }
+                NanState::Armed if was_reachable && produces_scalar_nan(kind) => {
+                    let replayed = match armed_at.take() {
+                        Some(from) => scratch.nans.replay(from, offset, validator.resources()),
+                        None => Err(nans::GaveUp),
+                    };
+                    match replayed
+                        .and_then(|()| scratch.nans.step(op, kind, next, validator.resources()))
                     {
                         Ok(()) => NanState::Active,
                         Err(nans::GaveUp) => NanState::Failed,
@@ -543,15 +562,24 @@ fn starts_nan_analysis(
             validator.get_local_type(*local_index),
             Some(ValType::F32 | ValType::F64)
         ),
-        _ => matches!(nan_producer(kind), Some(FloatKind::F32 | FloatKind::F64)),
+        _ => produces_scalar_nan(kind),
     }
+}
+
+/// Whether operators of this kind can produce a scalar NaN with undetermined bits.
+fn produces_scalar_nan(kind: OpKind) -> bool {
+    matches!(nan_producer(kind), Some(FloatKind::F32 | FloatKind::F64))
 }
 
 /// Where the NaN analysis of the function being read stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum NanState {
-    /// No scalar NaN producer met yet.
+    /// No scalar NaN producer or float local read met yet.
     Idle,
+    /// Started at a float local read, with no scalar NaN producer met since: the operators
+    /// since the read are followed only when one is (see `nans::NanScratch::replay`), so a
+    /// function that only moves floats never pays for the analysis.
+    Armed,
     /// Following every operator since the first.
     Active,
     /// Gave up: canonicalize eagerly.

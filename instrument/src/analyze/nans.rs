@@ -48,9 +48,9 @@
 use super::{nan_producer, FloatKind};
 use crate::ops::{contains, starts_with, OpKind, OPERATORS};
 use wasmparser::{
-    BlockType, CompositeInnerType, ContType, FrameKind, FuncType, FuncValidator, FunctionBody,
-    ModuleArity, Operator, OperatorsReader, RefType, SubType, ValType, ValidatorResources,
-    WasmFeatures, WasmModuleResources,
+    BinaryReader, BlockType, CompositeInnerType, ContType, FrameKind, FuncType, FuncValidator,
+    FunctionBody, ModuleArity, Operator, OperatorsReader, RefType, SubType, ValType,
+    ValidatorResources, WasmFeatures, WasmModuleResources,
 };
 
 /// Runs after which every local is treated as `Mixed`.
@@ -446,6 +446,29 @@ impl NanScratch {
         out[start..].sort_unstable_by_key(|&(offset, _)| offset);
         out.dedup_by_key(|&mut (offset, _)| offset);
         Ok(())
+    }
+}
+
+impl NanScratch {
+    /// Catches up with the main pass: steps the operators from `from` up to `until` (the
+    /// offset of the operator the main pass is at), which it did not follow while armed.
+    pub(crate) fn replay(
+        &mut self,
+        from: BinaryReader<'_>,
+        until: usize,
+        resources: &ValidatorResources,
+    ) -> Result<(), GaveUp> {
+        let mut ops = OperatorsReader::new(from);
+        while ops.original_position() < until {
+            let op = ops.read().map_err(|_| GaveUp)?;
+            let kind = OpKind::of(&op).ok_or(GaveUp)?;
+            self.step(&op, kind, ops.original_position(), resources)?;
+        }
+        if ops.original_position() == until {
+            Ok(())
+        } else {
+            Err(GaveUp)
+        }
     }
 }
 
