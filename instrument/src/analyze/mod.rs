@@ -399,7 +399,7 @@ pub(crate) fn analyze_function(
     analysis.current.gas = plan.costs.locals_charge(declared);
 
     // Scalar NaN canonicalization points are found by `nans`, whose first run rides along
-    // from the first scalar NaN producer on.
+    // from the first float local read or scalar NaN producer on (`starts_nan_analysis`).
     let observed_nans = plan.canonicalize_nans && !plan.eager_nans;
     let mut nan_state = NanState::Idle;
     // While `Armed`: the reader right after the read that armed the analysis.
