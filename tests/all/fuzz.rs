@@ -381,7 +381,7 @@ pub fn nan_loop_shapes_agree(seed: u64) -> String {
     let mut carried = 0;
     for _ in 0..2 + next(8) {
         let (a, b, c) = (next(LOCALS), next(LOCALS), next(LOCALS));
-        let value = match next(11) {
+        let value = match next(14) {
             0 => "(f64.div (local.get $z) (local.get $z))".to_string(),
             1 => format!("(f64.add (local.get $l{a}) (local.get $l{b}))"),
             2 => format!("(local.get $l{a})"),
@@ -394,6 +394,16 @@ pub fn nan_loop_shapes_agree(seed: u64) -> String {
             7 => format!("(block (result f64) (f64.sub (local.get $l{a}) (local.get $l{b})))"),
             8 => format!("(call $id (f64.div (local.get $l{a}) (local.get $z)))"),
             9 => format!("(f64.copysign (local.get $l{a}) (local.get $l{b}))"),
+            10 => format!(
+                "(if (result f64) (i32.and (local.get $n) (i32.const 2))
+                   (then (f64.div (local.get $l{a}) (local.get $z))) (else (local.get $l{b})))"
+            ),
+            11 => format!(
+                "(block $b (result f64)
+                   (drop (br_if $b (local.get $l{a}) (i32.and (local.get $n) (i32.const 1))))
+                   (f64.div (local.get $z) (local.get $z)))"
+            ),
+            12 => format!("(f64.promote_f32 (f32.demote_f64 (local.get $l{a})))"),
             _ => format!("(f64.mul (local.get $l{a}) (f64.const 2))"),
         };
         match next(7) {
