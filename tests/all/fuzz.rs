@@ -361,7 +361,7 @@ fn fuzz_metered_matches_unmetered_seeded() {
     assert!(compared > 100, "only {compared} calls compared");
 }
 
-/// Random loops over a few `f64` locals, built to stress where the NaN analysis places its
+/// Random loops over a few `f64` (or, for a third of the seeds, `f32`) locals, built to stress where the NaN analysis places its
 /// points: arithmetic that makes NaNs (`z / z` with `z = 0`), locals read before or after
 /// their assignment in program order, copies between locals, values carried on the stack
 /// across assignments, stores, `select`, sign operations and returns. Run with both
@@ -377,37 +377,45 @@ pub fn nan_loop_shapes_agree(seed: u64) -> String {
         state % n
     };
     const LOCALS: u64 = 4;
+    // One float type per module: f32 for a third of the seeds.
+    let f32 = next(3) == 0;
+    let t = if f32 { "f32" } else { "f64" };
+    let round_trip = if f32 {
+        "demote_f64 (f64.promote_f32"
+    } else {
+        "promote_f32 (f32.demote_f64"
+    };
     let mut body = String::new();
     let mut carried = 0;
     for _ in 0..2 + next(8) {
         let (a, b, c) = (next(LOCALS), next(LOCALS), next(LOCALS));
         let value = match next(14) {
-            0 => "(f64.div (local.get $z) (local.get $z))".to_string(),
-            1 => format!("(f64.add (local.get $l{a}) (local.get $l{b}))"),
+            0 => format!("({t}.div (local.get $z) (local.get $z))"),
+            1 => format!("({t}.add (local.get $l{a}) (local.get $l{b}))"),
             2 => format!("(local.get $l{a})"),
-            3 => format!("(f64.neg (local.get $l{a}))"),
+            3 => format!("({t}.neg (local.get $l{a}))"),
             4 => format!(
                 "(select (local.get $l{a}) (local.get $l{b}) (i32.and (local.get $n) (i32.const 1)))"
             ),
-            5 => format!("(f64.load (i32.const {}))", 8 * a),
-            6 => format!("(local.tee $l{b} (f64.sqrt (local.get $l{a})))"),
-            7 => format!("(block (result f64) (f64.sub (local.get $l{a}) (local.get $l{b})))"),
-            8 => format!("(call $id (f64.div (local.get $l{a}) (local.get $z)))"),
-            9 => format!("(f64.copysign (local.get $l{a}) (local.get $l{b}))"),
+            5 => format!("({t}.load (i32.const {}))", 8 * a),
+            6 => format!("(local.tee $l{b} ({t}.sqrt (local.get $l{a})))"),
+            7 => format!("(block (result {t}) ({t}.sub (local.get $l{a}) (local.get $l{b})))"),
+            8 => format!("(call $id ({t}.div (local.get $l{a}) (local.get $z)))"),
+            9 => format!("({t}.copysign (local.get $l{a}) (local.get $l{b}))"),
             10 => format!(
-                "(if (result f64) (i32.and (local.get $n) (i32.const 2))
-                   (then (f64.div (local.get $l{a}) (local.get $z))) (else (local.get $l{b})))"
+                "(if (result {t}) (i32.and (local.get $n) (i32.const 2))
+                   (then ({t}.div (local.get $l{a}) (local.get $z))) (else (local.get $l{b})))"
             ),
             11 => format!(
-                "(block $b (result f64)
+                "(block $b (result {t})
                    (drop (br_if $b (local.get $l{a}) (i32.and (local.get $n) (i32.const 1))))
-                   (f64.div (local.get $z) (local.get $z)))"
+                   ({t}.div (local.get $z) (local.get $z)))"
             ),
-            12 => format!("(f64.promote_f32 (f32.demote_f64 (local.get $l{a})))"),
-            _ => format!("(f64.mul (local.get $l{a}) (f64.const 2))"),
+            12 => format!("({t}.{round_trip} (local.get $l{a})))"),
+            _ => format!("({t}.mul (local.get $l{a}) ({t}.const 2))"),
         };
         match next(7) {
-            0 => body.push_str(&format!("(f64.store (i32.const {}) {value})\n", 8 * c)),
+            0 => body.push_str(&format!("({t}.store (i32.const {}) {value})\n", 8 * c)),
             2 => body.push_str(&format!("(global.set $g {value})\n")),
             3 => body.push_str(&format!(
                 "(if (i32.and (local.get $n) (i32.const 1)) (then (local.set $l{c} {value})))\n"
@@ -421,30 +429,42 @@ pub fn nan_loop_shapes_agree(seed: u64) -> String {
         }
     }
     for _ in 0..carried {
-        body.push_str("(f64.store)\n");
+        body.push_str(&format!("({t}.store)\n"));
     }
     let result = next(LOCALS);
+    let observe = if f32 {
+        format!("(i64.extend_i32_u (i32.reinterpret_f32 (local.get $l{result})))")
+    } else {
+        format!("(i64.reinterpret_f64 (local.get $l{result}))")
+    };
     let wat = format!(
-        "(module (memory (export \"memory\") 1) (global $g (export \"g\") (mut f64) (f64.const 0))
-          (func $id (param f64) (result f64) (local.get 0))
-          (func (export \"f\") (param $z f64) (param $n i32) (result i64)
-            (local $l0 f64) (local $l1 f64) (local $l2 f64) (local $l3 f64)
+        "(module (memory (export \"memory\") 1) (global $g (export \"g\") (mut {t}) ({t}.const 0))
+          (func $id (param {t}) (result {t}) (local.get 0))
+          (func (export \"f\") (param $z {t}) (param $n i32) (result i64)
+            (local $l0 {t}) (local $l1 {t}) (local $l2 {t}) (local $l3 {t})
             (loop $top
               {body}
               (br_if $top (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
-            (i64.reinterpret_f64 (local.get $l{result}))))"
+            {observe}))"
     );
     let wasm = wat::parse_str(&wat).unwrap_or_else(|e| panic!("{e}\n{wat}"));
     let observed = instrument(&wasm, &Options::default()).expect("instruments");
     let mut eager = Options::default();
     eager.eager_nan_canonicalization = true;
     let eager = instrument(&wasm, &eager).expect("instruments");
+    let float = |x: f64| {
+        if f32 {
+            Value::F32((x as f32).to_bits())
+        } else {
+            Value::F64(x.to_bits())
+        }
+    };
     let engine = engines::wasmtime_engine();
     let mut a = engines::Wasmtime::new(&engine, &observed.module).expect("instantiates");
     let mut b = engines::Wasmtime::new(&engine, &eager.module).expect("instantiates");
     for args in [
-        [Value::F64(0), Value::I32(3)],
-        [Value::F64(f64::INFINITY.to_bits()), Value::I32(4)],
+        [float(0.0), Value::I32(3)],
+        [float(f64::INFINITY), Value::I32(4)],
     ] {
         let left = a.call("f", &args, 1 << 40).expect("call runs");
         let right = b.call("f", &args, 1 << 40).expect("call runs");
