@@ -447,9 +447,7 @@ impl NanScratch {
         out.dedup_by_key(|&mut (offset, _)| offset);
         Ok(())
     }
-}
 
-impl NanScratch {
     /// Catches up with the main pass: steps the operators from `from` up to `until` (the
     /// offset of the operator the main pass is at), which it did not follow while armed.
     pub(crate) fn replay(

@@ -379,7 +379,8 @@ pub(crate) fn rewrite_module(
     }
     if options.export_state {
         let mut name = String::new();
-        let mut export = |prefix: &str, kind: u8, index: u32| {
+        // `type_size`: what the export adds to the effective type size (see `limits`).
+        let mut export = |prefix: &str, kind: u8, index: u32, type_size: u64| {
             name.clear();
             name.push_str(prefix);
             name.push_str(itoa(index, &mut [0; 10]));
@@ -387,24 +388,22 @@ pub(crate) fn rewrite_module(
             new_exports.push(kind);
             index.encode(&mut new_exports);
             new_export_count += 1;
+            added.type_size += type_size;
         };
         let memories = survey.imported_memories..survey.imported_memories + survey.defined_memories;
         for index in memories {
-            export(abi::MEMORY_EXPORT_PREFIX, 0x02, index);
-            added.type_size += 1;
+            export(abi::MEMORY_EXPORT_PREFIX, 0x02, index, 1);
         }
         let tables = survey.imported_tables..survey.imported_tables + survey.defined_tables;
         for index in tables {
-            export(abi::TABLE_EXPORT_PREFIX, 0x01, index);
-            added.type_size += 1;
+            export(abi::TABLE_EXPORT_PREFIX, 0x01, index, 1);
         }
         for &index in &survey.mutable_globals {
-            export(abi::GLOBAL_EXPORT_PREFIX, 0x03, index);
-            added.type_size += 1;
+            export(abi::GLOBAL_EXPORT_PREFIX, 0x03, index, 1);
         }
         for &index in &survey.referenced_functions {
-            export(abi::FUNC_EXPORT_PREFIX, 0x00, index);
-            added.type_size += survey.function_type_size(index);
+            let type_size = survey.function_type_size(index);
+            export(abi::FUNC_EXPORT_PREFIX, 0x00, index, type_size);
         }
     }
 
