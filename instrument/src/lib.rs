@@ -29,6 +29,7 @@ mod analyze;
 mod cost;
 mod error;
 mod ops;
+mod pool;
 mod rewrite;
 
 pub use analyze::LEAF_FRAME_LIMIT;
@@ -80,9 +81,11 @@ pub struct Options {
     pub entry_points: bool,
     /// How many threads may validate, plan and write function bodies. The output is
     /// byte-identical whatever the number (and so is the error for an invalid module); more
-    /// threads only finish a large module sooner. A code section gets one thread per 32 KiB
-    /// of code, up to this many, so small modules never start one. `None`: as many as the
-    /// machine runs at once ([`std::thread::available_parallelism`], asked once per process).
+    /// threads only finish a module sooner. A code section gets one thread per 4 KiB of code,
+    /// up to this many: the calling thread and helpers from a pool of one thread fewer than the
+    /// machine has cores, started on first use and shared by every call in the process (so
+    /// more threads than cores only split the work finer). `None`: as many as the machine runs
+    /// at once ([`std::thread::available_parallelism`], asked once per process).
     /// Default: `None`.
     pub threads: Option<std::num::NonZeroUsize>,
     /// The most locals (parameters included) the module's function bodies may have together;

@@ -1,8 +1,9 @@
 //! Instrumenting on several threads changes nothing but the time it takes: the output, the
 //! statistics and, for a broken module, the error are the same for every thread count.
 //!
-//! The modules here are large enough (over 32 KiB of code per thread) that the workers really
-//! run.
+//! The modules here are large enough (over 4 KiB of code per thread) that the workers really
+//! run. The helper threads are one pool for the whole process, so callers on several threads
+//! at once share them; that changes nothing either.
 
 use std::num::NonZeroUsize;
 
@@ -41,12 +42,58 @@ fn same_for_every_thread_count(wasm: &[u8]) -> Result<(Vec<u8>, String), Error> 
 
 #[test]
 fn real_programs_give_the_same_bytes_on_any_number_of_threads() {
-    for program in ["prog_medium.wasm", "prog_large.wasm"] {
+    for program in ["prog_small.wasm", "prog_medium.wasm", "prog_large.wasm"] {
         let path = format!("{}/../fixtures/bench/{program}", env!("CARGO_MANIFEST_DIR"));
         let wasm = std::fs::read(&path).expect("the bench programs are committed");
         let (module, stats) = same_for_every_thread_count(&wasm).expect("instruments");
         assert!(module.len() > wasm.len(), "{program}: {stats}");
     }
+}
+
+#[test]
+fn callers_on_several_threads_at_once_share_the_helpers_and_get_the_same_bytes() {
+    let medium = std::fs::read(format!(
+        "{}/../fixtures/bench/prog_medium.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("the bench programs are committed");
+    let generated = module(2000, &[]);
+    let broken = module(2000, &[1500, 700]);
+    let expected = |wasm: &[u8]| {
+        instrument(wasm, &with_threads(1)).map(|i| (i.module, format!("{:?}", i.stats)))
+    };
+    let (medium_one, generated_one) = (expected(&medium), expected(&generated));
+    let broken_one = expected(&broken).expect_err("invalid").to_string();
+    std::thread::scope(|scope| {
+        let callers: Vec<_> = (0..6)
+            .map(|caller| {
+                let (medium, generated, broken) = (&medium, &generated, &broken);
+                scope.spawn(move || {
+                    let options = with_threads(THREADS[caller % THREADS.len()]);
+                    let mut outputs = Vec::new();
+                    for _ in 0..3 {
+                        outputs.push((
+                            instrument(medium, &options)
+                                .map(|i| (i.module, format!("{:?}", i.stats))),
+                            instrument(generated, &options)
+                                .map(|i| (i.module, format!("{:?}", i.stats))),
+                            instrument(broken, &options).map(|_| ()),
+                        ));
+                    }
+                    outputs
+                })
+            })
+            .collect();
+        for caller in callers {
+            for (medium, generated, broken) in caller.join().expect("no caller panics") {
+                assert!(medium.as_ref().ok() == medium_one.as_ref().ok() && medium.is_ok());
+                assert!(
+                    generated.as_ref().ok() == generated_one.as_ref().ok() && generated.is_ok()
+                );
+                assert_eq!(broken.expect_err("invalid").to_string(), broken_one);
+            }
+        }
+    });
 }
 
 /// `functions` bodies of about 300 bytes each (`big` ones about 30 KB, which workers take

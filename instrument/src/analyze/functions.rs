@@ -11,10 +11,11 @@
 //! (and stopping at the first failure, as it does) reports.
 
 use std::num::NonZeroUsize;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use super::{analyze_function, FunctionPlan, Plan, Scratch};
 use crate::error::{Error, ErrorKind};
+use crate::pool::helpers;
 use wasmparser::{
     FuncToValidate, FuncValidatorAllocations, FunctionBody, ValidatorResources, WasmFeatures,
 };
@@ -25,29 +26,8 @@ pub(crate) struct PendingFunction<'a> {
     pub body: FunctionBody<'a>,
 }
 
-/// Code a thread should have to itself before one more is worth starting: starting a thread
-/// costs tens of microseconds, planning this much code more than a millisecond.
-const MIN_BYTES_PER_THREAD: usize = 32 * 1024;
-
 /// A body this large (most of a millisecond of planning) is planned before the others.
 const BIG_BODY: usize = 16 * 1024;
-
-/// How many threads work on a code section of `bytes` bytes when `threads` may (`None`: one
-/// per core).
-pub(crate) fn workers(threads: Option<NonZeroUsize>, bytes: usize) -> usize {
-    let useful = bytes / MIN_BYTES_PER_THREAD;
-    if useful <= 1 {
-        return 1;
-    }
-    threads.map_or_else(cores, NonZeroUsize::get).min(useful)
-}
-
-/// How many threads the machine runs at once, asked once per process: the answer comes from
-/// system files (cgroup quotas), which takes longer than instrumenting a small module.
-fn cores() -> usize {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
-}
 
 /// Validates and plans `functions`; returns their plans in module order, or the error of the
 /// first function (in module order) that fails.
@@ -59,9 +39,9 @@ pub(crate) fn plan_functions(
 ) -> Result<Vec<FunctionPlan>, Error> {
     let count = functions.len();
     let bytes = functions.iter().map(|f| f.body.range().len()).sum();
-    let workers = workers(threads, bytes);
+    let helpers = helpers(threads, bytes);
     let mut queue: Vec<(usize, PendingFunction<'_>)> = functions.into_iter().enumerate().collect();
-    if workers > 1 {
+    if helpers.is_some() {
         // Bodies much larger than the rest first (the rest in module order, which reads the
         // input front to back), so that no thread is left alone with a big function at the
         // end while the others wait.
@@ -71,22 +51,23 @@ pub(crate) fn plan_functions(
         queue = first;
     }
     let queue = Mutex::new(queue.into_iter());
-    let work = || worker(&queue, workers == 1, features, plan);
-    let mut results = if workers == 1 {
-        work()
-    } else {
-        std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(work)).collect();
-            let mut results = work();
-            for helper in helpers {
-                match helper.join() {
-                    Ok(mut more) => results.append(&mut more),
-                    // A bug, not an input: surface it as the sequential pass would have.
-                    Err(panic) => std::panic::resume_unwind(panic),
+    let work = || worker(&queue, helpers.is_none(), features, plan);
+    let mut results = match &helpers {
+        None => work(),
+        Some(helpers) => {
+            // A helper's panic (a bug, not an input) is re-raised here once all have finished.
+            let mut more: Vec<Vec<_>> = (1..helpers.workers).map(|_| Vec::new()).collect();
+            let mut results = helpers.scope(|scope| {
+                for more in &mut more {
+                    scope.spawn(|_| *more = work());
                 }
+                work()
+            });
+            for mut more in more {
+                results.append(&mut more);
             }
             results
-        })
+        }
     };
     results.sort_unstable_by_key(|(index, _)| *index);
     let mut plans = Vec::with_capacity(count);
@@ -126,23 +107,4 @@ fn worker(
         }
     }
     done
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{workers, MIN_BYTES_PER_THREAD};
-    use std::num::NonZeroUsize;
-
-    #[test]
-    fn small_code_sections_stay_on_one_thread() {
-        let threads = |n| NonZeroUsize::new(n);
-        assert_eq!(workers(threads(8), 0), 1);
-        assert_eq!(workers(threads(8), 2 * MIN_BYTES_PER_THREAD - 1), 1);
-        assert_eq!(workers(None, 2 * MIN_BYTES_PER_THREAD - 1), 1);
-        assert_eq!(workers(threads(8), 2 * MIN_BYTES_PER_THREAD), 2);
-        assert_eq!(workers(threads(8), 3 * MIN_BYTES_PER_THREAD), 3);
-        assert_eq!(workers(threads(2), 100 * MIN_BYTES_PER_THREAD), 2);
-        assert_eq!(workers(threads(1), 100 * MIN_BYTES_PER_THREAD), 1);
-        assert!(workers(None, 100 * MIN_BYTES_PER_THREAD) >= 1);
-    }
 }

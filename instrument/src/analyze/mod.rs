@@ -51,7 +51,7 @@ pub(crate) mod calls;
 mod functions;
 mod nans;
 
-pub(crate) use functions::{plan_functions, workers, PendingFunction};
+pub(crate) use functions::{plan_functions, PendingFunction};
 
 use crate::cost::CostModel;
 use crate::error::{Error, ErrorKind};

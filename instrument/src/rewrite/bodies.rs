@@ -2,18 +2,28 @@
 //! large enough to gain from them.
 //!
 //! Once the module-level decisions are taken (`analyze::calls`), each body is written from
-//! its own plan alone. The functions are cut into contiguous runs of about equal code size, one
-//! per thread; the first run is written straight into the output, every other into a buffer of
-//! its own, appended in order. So the output is byte-identical whatever the number of threads,
-//! and an error is the first failing function's, in module order.
+//! its own plan alone. The functions are cut into contiguous pieces of about equal code size,
+//! a few per thread, which the threads take in turn; the calling thread writes the first piece
+//! straight into the output, and every other piece goes into a buffer of its own, appended in
+//! order. So the output is byte-identical whatever the number of threads, an error is the
+//! first failing function's in module order, and a helper that is busy elsewhere (the pool is
+//! shared by every caller in the process) only leaves more pieces to the calling thread.
 
 use std::num::NonZeroUsize;
 use std::ops::Range;
+use std::sync::Mutex;
 
 use super::body::{rewrite_body, Context};
 use crate::analyze::calls::Reloads;
-use crate::analyze::{workers, FunctionPlan};
+use crate::analyze::FunctionPlan;
 use crate::error::Error;
+use crate::pool::helpers;
+
+/// Pieces per thread: enough that no thread is left with a long piece at the end.
+const PIECES_PER_WORKER: usize = 4;
+
+/// One contiguous piece of the code section: the plans and bodies of its functions.
+type Piece<'p, 'b> = (&'p mut [FunctionPlan], &'b [Range<usize>]);
 
 /// Places each function's gas reloads and appends its rewritten body to `out`, in order,
 /// consuming the plans (each is left empty). Returns how many blocks charge gas.
@@ -27,55 +37,79 @@ pub(crate) fn write_bodies(
     out: &mut Vec<u8>,
 ) -> Result<usize, Error> {
     let total: usize = bodies.iter().map(Range::len).sum();
-    let workers = workers(threads, total);
-    // Cut after the function where the running code size passes each share.
-    let mut runs: Vec<(&mut [FunctionPlan], &[Range<usize>])> = Vec::with_capacity(workers);
-    let (mut plans, mut bodies) = (plans, bodies);
+    let Some(helpers) = helpers(threads, total) else {
+        out.reserve(estimate(plans, bodies));
+        return write_piece(wasm, plans, bodies, cx, reloads, out);
+    };
+    let count = helpers.workers * PIECES_PER_WORKER;
+    let mut pieces = cut(plans, bodies, total, count).into_iter();
+    let Some((first_plans, first_bodies)) = pieces.next() else {
+        return Ok(0);
+    };
+    let queue = Mutex::new(pieces.enumerate());
+    // Takes pieces until none is left; returns them written, with their indices.
+    let work = || {
+        let mut done = Vec::new();
+        // A poisoned lock means another thread panicked; the scope re-raises that panic.
+        while let Some((index, (plans, bodies))) = queue.lock().ok().and_then(|mut q| q.next()) {
+            let mut buffer = Vec::with_capacity(estimate(plans, bodies));
+            let blocks = write_piece(wasm, plans, bodies, cx, reloads, &mut buffer);
+            done.push((index, blocks, buffer));
+        }
+        done
+    };
+    let mut more: Vec<Vec<_>> = (1..helpers.workers).map(|_| Vec::new()).collect();
+    let (mut blocks, mut written) = helpers.scope(|scope| {
+        for more in &mut more {
+            scope.spawn(|_| *more = work());
+        }
+        out.reserve(estimate(first_plans, first_bodies));
+        let blocks = write_piece(wasm, first_plans, first_bodies, cx, reloads, out);
+        (blocks, work())
+    });
+    for mut more in more {
+        written.append(&mut more);
+    }
+    written.sort_unstable_by_key(|(index, _, _)| *index);
+    for (_, more, buffer) in written {
+        // The first error in module order wins.
+        blocks = blocks.and_then(|blocks| {
+            out.extend_from_slice(&buffer);
+            Ok(blocks + more?)
+        });
+    }
+    blocks
+}
+
+/// Cuts the functions into `count` contiguous pieces of about equal code size (fewer when
+/// there are fewer functions): after the function where the running size passes each share.
+fn cut<'p, 'b>(
+    mut plans: &'p mut [FunctionPlan],
+    mut bodies: &'b [Range<usize>],
+    total: usize,
+    count: usize,
+) -> Vec<Piece<'p, 'b>> {
+    let mut pieces = Vec::with_capacity(count);
     let mut written = 0usize;
-    for run in 1..workers {
-        let share = total / workers * run;
+    for piece in 1..count {
+        let share = total / count * piece;
         let mut cut = 0;
         while cut < bodies.len() && written < share {
             written += bodies[cut].len();
             cut += 1;
         }
-        let (run_plans, rest_plans) = plans.split_at_mut(cut);
-        let (run_bodies, rest_bodies) = bodies.split_at(cut);
-        runs.push((run_plans, run_bodies));
+        if cut == 0 {
+            continue;
+        }
+        let (piece_plans, rest_plans) = std::mem::take(&mut plans).split_at_mut(cut);
+        let (piece_bodies, rest_bodies) = bodies.split_at(cut);
+        pieces.push((piece_plans, piece_bodies));
         (plans, bodies) = (rest_plans, rest_bodies);
     }
-    runs.push((plans, bodies));
-
-    let mut runs = runs.into_iter();
-    let Some((first_plans, first_bodies)) = runs.next() else {
-        return Ok(0);
-    };
-    std::thread::scope(|scope| {
-        let helpers: Vec<_> = runs
-            .map(|(plans, bodies)| {
-                scope.spawn(move || {
-                    let mut buffer = Vec::with_capacity(estimate(plans, bodies));
-                    let blocks = write_run(wasm, plans, bodies, cx, reloads, &mut buffer);
-                    (blocks, buffer)
-                })
-            })
-            .collect();
-        out.reserve(estimate(first_plans, first_bodies));
-        let mut blocks = write_run(wasm, first_plans, first_bodies, cx, reloads, out);
-        for helper in helpers {
-            let (more, buffer) = match helper.join() {
-                Ok(done) => done,
-                // A bug, not an input: surface it as the sequential pass would have.
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
-            // The first error in module order wins.
-            blocks = blocks.and_then(|blocks| {
-                out.extend_from_slice(&buffer);
-                Ok(blocks + more?)
-            });
-        }
-        blocks
-    })
+    if !bodies.is_empty() {
+        pieces.push((plans, bodies));
+    }
+    pieces
 }
 
 /// About how many bytes a run's rewritten bodies take (a charge with its write-back is about
@@ -85,8 +119,8 @@ fn estimate(plans: &[FunctionPlan], bodies: &[Range<usize>]) -> usize {
     bodies.iter().map(Range::len).sum::<usize>() + inserted
 }
 
-/// Writes one run of consecutive functions.
-fn write_run(
+/// Writes one piece: consecutive functions.
+fn write_piece(
     wasm: &[u8],
     plans: &mut [FunctionPlan],
     bodies: &[Range<usize>],
@@ -104,4 +138,71 @@ fn write_run(
         *plan = FunctionPlan::default();
     }
     Ok(blocks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+    use crate::analyze::FunctionPlan;
+    use std::ops::Range;
+
+    /// Bodies of the given sizes, laid out one after another.
+    fn bodies(sizes: &[usize]) -> Vec<Range<usize>> {
+        let mut start = 0;
+        sizes
+            .iter()
+            .map(|&size| {
+                start += size;
+                start - size..start
+            })
+            .collect()
+    }
+
+    /// The sizes of the pieces `cut` makes.
+    fn pieces(sizes: &[usize], count: usize) -> Vec<Vec<usize>> {
+        let bodies = bodies(sizes);
+        let mut plans: Vec<FunctionPlan> = sizes.iter().map(|_| FunctionPlan::default()).collect();
+        let total = sizes.iter().sum();
+        let pieces = cut(&mut plans, &bodies, total, count);
+        for (plans, bodies) in &pieces {
+            assert_eq!(plans.len(), bodies.len());
+        }
+        pieces
+            .iter()
+            .map(|(_, bodies)| bodies.iter().map(Range::len).collect())
+            .collect()
+    }
+
+    #[test]
+    fn pieces_are_contiguous_non_empty_and_cover_every_function_in_order() {
+        let sizes: Vec<usize> = (0..100).map(|i| 10 + i * 7 % 50).collect();
+        for count in [1, 2, 3, 8, 100, 1000] {
+            let pieces = pieces(&sizes, count);
+            assert!(
+                pieces.len() <= count.min(sizes.len()),
+                "{count}: {pieces:?}"
+            );
+            assert!(pieces.iter().all(|piece| !piece.is_empty()));
+            assert_eq!(pieces.concat(), sizes, "{count} pieces");
+        }
+    }
+
+    #[test]
+    fn pieces_share_the_code_about_equally() {
+        let sizes = vec![100; 80];
+        let even = pieces(&sizes, 8);
+        assert_eq!(even.len(), 8);
+        assert!(even.iter().all(|piece| piece.len() == 10), "{even:?}");
+        // One body larger than a share: it is a piece of its own, the rest still spread.
+        let mut sizes = vec![100; 80];
+        sizes[3] = 5000;
+        let uneven = pieces(&sizes, 8);
+        assert!(uneven.iter().any(|piece| piece.last() == Some(&5000)));
+        assert!(uneven.len() >= 6, "{uneven:?}");
+    }
+
+    #[test]
+    fn no_functions_no_pieces() {
+        assert!(pieces(&[], 4).is_empty());
+    }
 }

@@ -1,0 +1,99 @@
+//! The helper threads that plan and write the function bodies of a large code section.
+//!
+//! Starting a thread costs a hundred microseconds or more on a loaded or virtual machine,
+//! as long as instrumenting a small module takes; waking one that is already running costs
+//! a few microseconds. So the helpers are a rayon pool of one thread fewer than the machine
+//! has cores, started on first use and kept for the life of the process: the calling thread
+//! is always the remaining worker, and a pool no larger than that leaves no idle helper
+//! spinning for work on a core the caller needs. Which thread does what never shows in the
+//! output (`analyze::functions`, `rewrite::bodies`).
+
+use std::num::NonZeroUsize;
+use std::sync::OnceLock;
+
+use rayon_core::{Scope, ThreadPool, ThreadPoolBuilder};
+
+/// Code a thread should have to itself before one more is worth using: handing work to a
+/// helper costs microseconds, planning this much code a tenth of a millisecond or more.
+pub(crate) const MIN_BYTES_PER_THREAD: usize = 4 * 1024;
+
+/// The helpers worth using on a code section of `bytes` bytes when `threads` may work on it
+/// (`None`: one per core); `None` when the calling thread should work alone.
+pub(crate) fn helpers(threads: Option<NonZeroUsize>, bytes: usize) -> Option<Helpers> {
+    let workers = workers(threads, bytes);
+    if workers <= 1 {
+        return None;
+    }
+    Some(Helpers {
+        pool: pool()?,
+        workers,
+    })
+}
+
+/// The helper pool, and how many threads (the calling one included) should share the work.
+pub(crate) struct Helpers {
+    pool: &'static ThreadPool,
+    pub workers: usize,
+}
+
+impl Helpers {
+    /// Runs `work` on the calling thread; what it spawns on the `scope` runs on the helpers.
+    /// Returns once everything spawned has finished, re-raising a helper's panic.
+    pub(crate) fn scope<'scope, R: Send>(
+        &self,
+        work: impl FnOnce(&Scope<'scope>) -> R + Send,
+    ) -> R {
+        self.pool.in_place_scope(work)
+    }
+}
+
+/// How many threads (the caller included) should work on a code section of `bytes` bytes
+/// when `threads` may (`None`: one per core).
+fn workers(threads: Option<NonZeroUsize>, bytes: usize) -> usize {
+    let useful = bytes / MIN_BYTES_PER_THREAD;
+    if useful <= 1 {
+        return 1;
+    }
+    threads.map_or_else(cores, NonZeroUsize::get).min(useful)
+}
+
+/// The helper pool: one thread fewer than the machine has cores, at least one; `None` when
+/// the operating system would not start them (then everything runs on the calling thread).
+fn pool() -> Option<&'static ThreadPool> {
+    static HELPERS: OnceLock<Option<ThreadPool>> = OnceLock::new();
+    HELPERS
+        .get_or_init(|| {
+            ThreadPoolBuilder::new()
+                .num_threads(cores().saturating_sub(1).max(1))
+                .thread_name(|index| format!("ri-sandbox-instrument-{index}"))
+                .build()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// How many threads the machine runs at once, asked once per process: the answer comes from
+/// system files (cgroup quotas), which takes longer than instrumenting a small module.
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{workers, MIN_BYTES_PER_THREAD};
+    use std::num::NonZeroUsize;
+
+    #[test]
+    fn small_code_sections_stay_on_one_thread() {
+        let threads = |n| NonZeroUsize::new(n);
+        assert_eq!(workers(threads(8), 0), 1);
+        assert_eq!(workers(threads(8), 2 * MIN_BYTES_PER_THREAD - 1), 1);
+        assert_eq!(workers(None, 2 * MIN_BYTES_PER_THREAD - 1), 1);
+        assert_eq!(workers(threads(8), 2 * MIN_BYTES_PER_THREAD), 2);
+        assert_eq!(workers(threads(8), 3 * MIN_BYTES_PER_THREAD), 3);
+        assert_eq!(workers(threads(2), 100 * MIN_BYTES_PER_THREAD), 2);
+        assert_eq!(workers(threads(1), 100 * MIN_BYTES_PER_THREAD), 1);
+        assert!(workers(None, 100 * MIN_BYTES_PER_THREAD) >= 1);
+    }
+}
