@@ -7,7 +7,7 @@
 //!
 //! Criterion ids: `instrument/<module>/{ri_sandbox, ri_sandbox_1_thread, wasm_instrument,
 //! reencode, validate}`, with throughput in input bytes. `ri_sandbox` uses the default thread
-//! count (one per core, one per 4 KiB of code); `ri_sandbox_1_thread` the same
+//! count (one per core, one per 16 KiB of code); `ri_sandbox_1_thread` the same
 //! pass on the calling thread only, the fair comparison with the single-threaded others.
 
 use std::hint::black_box;

@@ -81,7 +81,7 @@ pub struct Options {
     pub entry_points: bool,
     /// How many threads may validate, plan and write function bodies. The output is
     /// byte-identical whatever the number (and so is the error for an invalid module); more
-    /// threads only finish a module sooner. A code section gets one thread per 4 KiB of code,
+    /// threads only finish a module sooner. A code section gets one thread per 16 KiB of code,
     /// up to this many: the calling thread and helpers from a pool of one thread fewer than the
     /// machine has cores, started on first use and shared by every call in the process (so
     /// more threads than cores only split the work finer). `None`: as many as the machine runs

@@ -13,9 +13,10 @@ use std::sync::OnceLock;
 
 use rayon_core::{Scope, ThreadPool, ThreadPoolBuilder};
 
-/// Code a thread should have to itself before one more is worth using: handing work to a
-/// helper costs microseconds, planning this much code a tenth of a millisecond or more.
-pub(crate) const MIN_BYTES_PER_THREAD: usize = 4 * 1024;
+/// Code a thread should have to itself before one more is worth using: planning this much
+/// takes a third of a millisecond or more, waking a helper up to a tenth of one on a virtual
+/// machine (with 4 KiB, a 10 KB module was as often slower on two threads as faster).
+pub(crate) const MIN_BYTES_PER_THREAD: usize = 16 * 1024;
 
 /// The helpers worth using on a code section of `bytes` bytes when `threads` may work on it
 /// (`None`: one per core); `None` when the calling thread should work alone.
