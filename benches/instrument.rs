@@ -5,10 +5,13 @@
 //! The modules are real clang output (`fixtures/bench/build.sh`): MVP WebAssembly, because
 //! wasm-instrument only parses MVP modules.
 //!
-//! Criterion ids: `instrument/<module>/{ri_sandbox, ri_sandbox_1_thread, wasm_instrument,
-//! reencode, validate}`, with throughput in input bytes. `ri_sandbox` uses the default thread
-//! count (one per core, one per 16 KiB of code); `ri_sandbox_1_thread` the same
-//! pass on the calling thread only, the fair comparison with the single-threaded others.
+//! Criterion ids: `instrument/<module>/{ri_sandbox, ri_sandbox_1_thread,
+//! ri_sandbox_gas_only_1_thread, wasm_instrument, reencode, validate}`, with throughput in
+//! input bytes. `ri_sandbox` uses the default thread count (one per core, one per 16 KiB of
+//! code); `ri_sandbox_1_thread` the same pass on the calling thread only, the fair comparison
+//! with the single-threaded others; `ri_sandbox_gas_only_1_thread` that with only what
+//! wasm-instrument does too (gas metering: no stack limit, NaN canonicalization or state
+//! exports).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -60,6 +63,12 @@ fn bench_instrument(c: &mut Criterion) {
     let options = Options::default();
     let mut one_thread = Options::default();
     one_thread.threads = std::num::NonZeroUsize::new(1);
+    // What wasm-instrument's `inject` does, and only that: gas metering, no stack limit, no
+    // NaN canonicalization, no state exports.
+    let mut gas_only = one_thread.clone();
+    gas_only.stack_limit = None;
+    gas_only.canonicalize_nans = false;
+    gas_only.export_state = false;
     for (name, wasm) in MODULES {
         // Check once, outside the timings, that every strategy accepts the module, and show
         // the output sizes for context.
@@ -79,6 +88,9 @@ fn bench_instrument(c: &mut Criterion) {
         });
         group.bench_function("ri_sandbox_1_thread", |b| {
             b.iter(|| ri_sandbox(black_box(wasm), &one_thread))
+        });
+        group.bench_function("ri_sandbox_gas_only_1_thread", |b| {
+            b.iter(|| ri_sandbox(black_box(wasm), &gas_only))
         });
         group.bench_function("wasm_instrument", |b| {
             b.iter(|| wasm_instrument(black_box(wasm)))
