@@ -11,7 +11,7 @@
 use std::num::NonZeroUsize;
 use std::sync::OnceLock;
 
-use rayon_core::{Scope, ThreadPool, ThreadPoolBuilder};
+use rayon_core::{ThreadPool, ThreadPoolBuilder};
 
 /// Code a thread should have to itself before one more is worth using: planning this much
 /// takes a third of a millisecond or more, waking a helper up to a tenth of one on a virtual
@@ -38,13 +38,27 @@ pub(crate) struct Helpers {
 }
 
 impl Helpers {
-    /// Runs `work` on the calling thread; what it spawns on the `scope` runs on the helpers.
-    /// Returns once everything spawned has finished, re-raising a helper's panic.
-    pub(crate) fn scope<'scope, R: Send>(
+    /// Runs `first` and then `work` on the calling thread, and `work` on `workers - 1`
+    /// helpers meanwhile; returns `first`'s result and every run's results, in no particular
+    /// order, once all have finished (re-raising a helper's panic). Each run of `work` takes
+    /// work from a queue the runs share, until none is left.
+    pub(crate) fn run<F: Send, T: Send>(
         &self,
-        work: impl FnOnce(&Scope<'scope>) -> R + Send,
-    ) -> R {
-        self.pool.in_place_scope(work)
+        first: impl FnOnce() -> F + Send,
+        work: impl Fn() -> Vec<T> + Sync,
+    ) -> (F, Vec<T>) {
+        let mut more: Vec<Vec<T>> = (1..self.workers).map(|_| Vec::new()).collect();
+        let (first, mut all) = self.pool.in_place_scope(|scope| {
+            for more in &mut more {
+                let work = &work;
+                scope.spawn(move |_| *more = work());
+            }
+            (first(), work())
+        });
+        for mut more in more {
+            all.append(&mut more);
+        }
+        (first, all)
     }
 }
 
@@ -82,8 +96,9 @@ fn cores() -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{workers, MIN_BYTES_PER_THREAD};
+    use super::{helpers, workers, MIN_BYTES_PER_THREAD};
     use std::num::NonZeroUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn small_code_sections_stay_on_one_thread() {
@@ -96,5 +111,25 @@ mod tests {
         assert_eq!(workers(threads(2), 100 * MIN_BYTES_PER_THREAD), 2);
         assert_eq!(workers(threads(1), 100 * MIN_BYTES_PER_THREAD), 1);
         assert!(workers(None, 100 * MIN_BYTES_PER_THREAD) >= 1);
+    }
+
+    #[test]
+    fn run_does_first_then_work_on_the_caller_and_work_on_each_helper() {
+        let helpers = helpers(NonZeroUsize::new(3), 100 * MIN_BYTES_PER_THREAD)
+            .expect("a large code section gets helpers");
+        assert_eq!(helpers.workers, 3);
+        let caller = std::thread::current().id();
+        let runs = AtomicUsize::new(0);
+        let (first, ran_on) = helpers.run(
+            || std::thread::current().id(),
+            || {
+                runs.fetch_add(1, Ordering::SeqCst);
+                vec![std::thread::current().id()]
+            },
+        );
+        assert_eq!(first, caller, "first runs on the calling thread");
+        assert_eq!(runs.load(Ordering::SeqCst), 3, "work runs once per worker");
+        assert_eq!(ran_on.len(), 3, "every run's results come back");
+        assert_eq!(ran_on.iter().filter(|id| **id == caller).count(), 1);
     }
 }

@@ -54,20 +54,7 @@ pub(crate) fn plan_functions(
     let work = || worker(&queue, helpers.is_none(), features, plan);
     let mut results = match &helpers {
         None => work(),
-        Some(helpers) => {
-            // A helper's panic (a bug, not an input) is re-raised here once all have finished.
-            let mut more: Vec<Vec<_>> = (1..helpers.workers).map(|_| Vec::new()).collect();
-            let mut results = helpers.scope(|scope| {
-                for more in &mut more {
-                    scope.spawn(|_| *more = work());
-                }
-                work()
-            });
-            for mut more in more {
-                results.append(&mut more);
-            }
-            results
-        }
+        Some(helpers) => helpers.run(|| (), work).1,
     };
     results.sort_unstable_by_key(|(index, _)| *index);
     let mut plans = Vec::with_capacity(count);

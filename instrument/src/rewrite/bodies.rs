@@ -58,18 +58,11 @@ pub(crate) fn write_bodies(
         }
         done
     };
-    let mut more: Vec<Vec<_>> = (1..helpers.workers).map(|_| Vec::new()).collect();
-    let (mut blocks, mut written) = helpers.scope(|scope| {
-        for more in &mut more {
-            scope.spawn(|_| *more = work());
-        }
+    let first = || {
         out.reserve(estimate(first_plans, first_bodies));
-        let blocks = write_piece(wasm, first_plans, first_bodies, cx, reloads, out);
-        (blocks, work())
-    });
-    for mut more in more {
-        written.append(&mut more);
-    }
+        write_piece(wasm, first_plans, first_bodies, cx, reloads, out)
+    };
+    let (mut blocks, mut written) = helpers.run(first, work);
     written.sort_unstable_by_key(|(index, _, _)| *index);
     for (_, more, buffer) in written {
         // The first error in module order wins.
