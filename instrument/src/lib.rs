@@ -84,9 +84,10 @@ pub struct Options {
     /// threads only finish a module sooner. A code section gets one thread per 16 KiB of code,
     /// up to this many: the calling thread and helpers from a pool of one thread fewer than the
     /// machine has cores, started on first use and shared by every call in the process (so
-    /// more threads than cores only split the work finer). `None`: as many as the machine runs
-    /// at once ([`std::thread::available_parallelism`], asked once per process).
-    /// Default: `None`.
+    /// more threads than cores only split the work finer). A process forked after the pool
+    /// started works on its calling thread alone, since the pool's threads are not copied
+    /// into it. `None`: as many as the machine runs at once
+    /// ([`std::thread::available_parallelism`], asked once per process). Default: `None`.
     pub threads: Option<std::num::NonZeroUsize>,
     /// The most locals (parameters included) the module's function bodies may have together;
     /// a module with more is refused with [`ErrorKind::Limit`]. Engines do work per local

@@ -73,18 +73,23 @@ fn workers(threads: Option<NonZeroUsize>, bytes: usize) -> usize {
 }
 
 /// The helper pool: one thread fewer than the machine has cores, at least one; `None` when
-/// the operating system would not start them (then everything runs on the calling thread).
+/// the operating system would not start them, or in a child process forked after they were
+/// started (a fork copies only the forking thread, so the pool's threads do not exist there
+/// and work handed to them would never run). Then everything runs on the calling thread.
 fn pool() -> Option<&'static ThreadPool> {
-    static HELPERS: OnceLock<Option<ThreadPool>> = OnceLock::new();
-    HELPERS
+    /// The pool, and the process that started it.
+    static HELPERS: OnceLock<Option<(ThreadPool, u32)>> = OnceLock::new();
+    let (pool, owner) = HELPERS
         .get_or_init(|| {
-            ThreadPoolBuilder::new()
+            let pool = ThreadPoolBuilder::new()
                 .num_threads(cores().saturating_sub(1).max(1))
                 .thread_name(|index| format!("ri-sandbox-instrument-{index}"))
                 .build()
-                .ok()
+                .ok()?;
+            Some((pool, std::process::id()))
         })
-        .as_ref()
+        .as_ref()?;
+    (*owner == std::process::id()).then_some(pool)
 }
 
 /// How many threads the machine runs at once, asked once per process: the answer comes from
