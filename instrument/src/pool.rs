@@ -2,7 +2,7 @@
 //!
 //! Starting a thread costs a hundred microseconds or more on a loaded or virtual machine,
 //! as long as instrumenting a small module takes; waking one that is already running costs
-//! a few microseconds. So the helpers are a rayon pool of one thread fewer than the machine
+//! microseconds (up to a tenth of a millisecond on a virtual machine). So the helpers are a rayon pool of one thread fewer than the machine
 //! has cores, started on first use and kept for the life of the process: the calling thread
 //! is always the remaining worker, and a pool no larger than that leaves no idle helper
 //! spinning for work on a core the caller needs. Which thread does what never shows in the
@@ -16,7 +16,7 @@ use rayon_core::{ThreadPool, ThreadPoolBuilder};
 /// Code a thread should have to itself before one more is worth using: planning this much
 /// takes a third of a millisecond or more, waking a helper up to a tenth of one on a virtual
 /// machine (with 4 KiB, a 10 KB module was as often slower on two threads as faster).
-pub(crate) const MIN_BYTES_PER_THREAD: usize = 16 * 1024;
+const MIN_BYTES_PER_THREAD: usize = 16 * 1024;
 
 /// The helpers worth using on a code section of `bytes` bytes when `threads` may work on it
 /// (`None`: one per core); `None` when the calling thread should work alone.

@@ -7,7 +7,7 @@
 
 use std::num::NonZeroUsize;
 
-use ri_sandbox_instrument::{instrument, Error, Options};
+use ri_sandbox_instrument::{instrument, Options};
 use wasm_encoder::{
     Encode, ExportKind, ExportSection, Function, FunctionSection, Instruction, Module, RawSection,
     TypeSection, ValType,
@@ -15,27 +15,37 @@ use wasm_encoder::{
 
 const THREADS: [usize; 4] = [1, 2, 3, 8];
 
-fn with_threads(threads: usize) -> Options {
+/// What instrumenting on `threads` threads gives: the module and its statistics, or the
+/// error's message.
+type Outcome = Result<(Vec<u8>, String), String>;
+
+fn outcome(wasm: &[u8], threads: usize) -> Outcome {
     let mut options = Options::default();
     options.threads = NonZeroUsize::new(threads);
-    options
+    instrument(wasm, &options)
+        .map(|i| (i.module, format!("{:?}", i.stats)))
+        .map_err(|e| e.to_string())
+}
+
+/// An outcome in a line (not the module's bytes).
+fn summary(outcome: &Outcome) -> String {
+    match outcome {
+        Ok((module, stats)) => format!("{} bytes, {stats}", module.len()),
+        Err(message) => message.clone(),
+    }
 }
 
 /// Every thread count gives what one thread gives; returns that.
-fn same_for_every_thread_count(wasm: &[u8]) -> Result<(Vec<u8>, String), Error> {
-    let one = instrument(wasm, &with_threads(1)).map(|i| (i.module, format!("{:?}", i.stats)));
+fn same_for_every_thread_count(wasm: &[u8]) -> Outcome {
+    let one = outcome(wasm, 1);
     for threads in THREADS {
-        let many =
-            instrument(wasm, &with_threads(threads)).map(|i| (i.module, format!("{:?}", i.stats)));
-        match (&one, &many) {
-            (Ok(one), Ok(many)) => assert!(one == many, "{threads} threads changed the output"),
-            (Err(one), Err(many)) => assert_eq!(
-                one.to_string(),
-                many.to_string(),
-                "{threads} threads changed the error"
-            ),
-            _ => panic!("{threads} threads: {many:?} where one thread gives {one:?}"),
-        }
+        let many = outcome(wasm, threads);
+        assert!(
+            many == one,
+            "{threads} threads: {} where one thread gives {}",
+            summary(&many),
+            summary(&one)
+        );
     }
     one
 }
@@ -59,38 +69,29 @@ fn callers_on_several_threads_at_once_share_the_helpers_and_get_the_same_bytes()
     .expect("the bench programs are committed");
     let generated = module(2000, &[]);
     let broken = module(2000, &[1500, 700]);
-    let expected = |wasm: &[u8]| {
-        instrument(wasm, &with_threads(1)).map(|i| (i.module, format!("{:?}", i.stats)))
-    };
-    let (medium_one, generated_one) = (expected(&medium), expected(&generated));
-    let broken_one = expected(&broken).expect_err("invalid").to_string();
+    let modules = [&medium, &generated, &broken];
+    let expected = modules.map(|wasm| outcome(wasm, 1));
+    assert!(expected[2].is_err(), "the broken module is refused");
     std::thread::scope(|scope| {
         let callers: Vec<_> = (0..6)
             .map(|caller| {
-                let (medium, generated, broken) = (&medium, &generated, &broken);
                 scope.spawn(move || {
-                    let options = with_threads(THREADS[caller % THREADS.len()]);
-                    let mut outputs = Vec::new();
-                    for _ in 0..3 {
-                        outputs.push((
-                            instrument(medium, &options)
-                                .map(|i| (i.module, format!("{:?}", i.stats))),
-                            instrument(generated, &options)
-                                .map(|i| (i.module, format!("{:?}", i.stats))),
-                            instrument(broken, &options).map(|_| ()),
-                        ));
-                    }
-                    outputs
+                    let threads = THREADS[caller % THREADS.len()];
+                    (0..3)
+                        .flat_map(|_| modules.map(|wasm| outcome(wasm, threads)))
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
         for caller in callers {
-            for (medium, generated, broken) in caller.join().expect("no caller panics") {
-                assert!(medium.as_ref().ok() == medium_one.as_ref().ok() && medium.is_ok());
+            let outcomes = caller.join().expect("no caller panics");
+            for (got, expected) in outcomes.iter().zip(expected.iter().cycle()) {
                 assert!(
-                    generated.as_ref().ok() == generated_one.as_ref().ok() && generated.is_ok()
+                    got == expected,
+                    "{} where one thread alone gives {}",
+                    summary(got),
+                    summary(expected)
                 );
-                assert_eq!(broken.expect_err("invalid").to_string(), broken_one);
             }
         }
     });
