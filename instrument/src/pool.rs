@@ -60,6 +60,13 @@ impl Helpers {
         }
         (first, all)
     }
+
+    /// Drops `value` on a helper, later: freeing thousands of small allocations is work the
+    /// caller need not wait for (and freeing memory another thread allocated is slower
+    /// still while that thread allocates).
+    pub(crate) fn drop_later<T: Send + 'static>(&self, value: T) {
+        self.pool.spawn(move || drop(value));
+    }
 }
 
 /// How many threads (the caller included) should work on a code section of `bytes` bytes
@@ -136,5 +143,24 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 3, "work runs once per worker");
         assert_eq!(ran_on.len(), 3, "every run's results come back");
         assert_eq!(ran_on.iter().filter(|id| **id == caller).count(), 1);
+    }
+
+    #[test]
+    fn drop_later_drops_on_a_helper() {
+        /// Sends the thread it is dropped on.
+        struct Witness(std::sync::mpsc::Sender<std::thread::ThreadId>);
+        impl Drop for Witness {
+            fn drop(&mut self) {
+                let _ = self.0.send(std::thread::current().id());
+            }
+        }
+        let helpers = helpers(NonZeroUsize::new(2), 100 * MIN_BYTES_PER_THREAD)
+            .expect("a large code section gets helpers");
+        let (send, dropped_on) = std::sync::mpsc::channel();
+        helpers.drop_later(Witness(send));
+        let dropped_on = dropped_on
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the value is dropped");
+        assert_ne!(dropped_on, std::thread::current().id());
     }
 }

@@ -25,11 +25,11 @@ const PIECES_PER_WORKER: usize = 4;
 /// One contiguous piece of the code section: the plans and bodies of its functions.
 type Piece<'p, 'b> = (&'p mut [FunctionPlan], &'b [Range<usize>]);
 
-/// Places each function's gas reloads and appends its rewritten body to `out`, in order,
-/// consuming the plans (each is left empty). Returns how many blocks charge gas.
+/// Places each function's gas reloads and appends its rewritten body to `out`, in order.
+/// Returns how many blocks charge gas.
 pub(crate) fn write_bodies(
     wasm: &[u8],
-    plans: &mut [FunctionPlan],
+    mut plans: Vec<FunctionPlan>,
     bodies: &[Range<usize>],
     cx: &Context<'_>,
     reloads: &Reloads,
@@ -38,11 +38,11 @@ pub(crate) fn write_bodies(
 ) -> Result<usize, Error> {
     let total: usize = bodies.iter().map(Range::len).sum();
     let Some(helpers) = helpers(threads, total) else {
-        out.reserve(estimate(plans, bodies));
-        return write_piece(wasm, plans, bodies, cx, reloads, out);
+        out.reserve(estimate(&plans, bodies));
+        return write_piece(wasm, &mut plans, bodies, cx, reloads, out);
     };
     let count = helpers.workers * PIECES_PER_WORKER;
-    let mut pieces = cut(plans, bodies, total, count).into_iter();
+    let mut pieces = cut(&mut plans, bodies, total, count).into_iter();
     let Some((first_plans, first_bodies)) = pieces.next() else {
         return Ok(0);
     };
@@ -63,6 +63,7 @@ pub(crate) fn write_bodies(
         write_piece(wasm, first_plans, first_bodies, cx, reloads, out)
     };
     let (mut blocks, mut written) = helpers.run(first, work);
+    helpers.drop_later(plans);
     written.sort_unstable_by_key(|(index, _, _)| *index);
     for (_, more, buffer) in written {
         // The first error in module order wins.
@@ -127,8 +128,6 @@ fn write_piece(
         reloads.place(plan);
         blocks += plan.charged_blocks();
         rewrite_body(wasm, body.clone(), plan, cx, &mut scratch, out)?;
-        // Freed here, on this run's thread, rather than all at once on the caller's.
-        *plan = FunctionPlan::default();
     }
     Ok(blocks)
 }

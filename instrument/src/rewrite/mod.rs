@@ -518,7 +518,7 @@ pub(crate) fn rewrite_module(
                     stats.functions += plans.len();
                     stats.blocks_metered += bodies::write_bodies(
                         wasm,
-                        &mut plans,
+                        plans,
                         &ranges,
                         &context,
                         &reloads,
