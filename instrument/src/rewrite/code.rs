@@ -1,26 +1,82 @@
 //! A few instruction encoders for the inserted code. Only MVP instructions (plus the SIMD
 //! ones NaN canonicalization uses on SIMD results) are ever emitted.
 
+/// Where encoded bytes go: the output buffer, or a [`Small`] one on the stack.
+pub(crate) trait Sink {
+    fn put(&mut self, byte: u8);
+    fn put_all(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, byte: u8) {
+        self.push(byte);
+    }
+    #[inline]
+    fn put_all(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A short sequence built on the stack and then appended to the output at once: a charge is
+/// emitted for almost every block, and one append costs much less than two dozen pushes.
+/// Holds [`Small::CAPACITY`] bytes; the sequences built in it are shorter by construction
+/// (their longest encodings are tested).
+pub(crate) struct Small {
+    bytes: [u8; Small::CAPACITY],
+    len: usize,
+}
+
+impl Small {
+    pub const CAPACITY: usize = 64;
+
+    #[inline]
+    pub fn new() -> Self {
+        Small {
+            bytes: [0; Small::CAPACITY],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Sink for Small {
+    #[inline]
+    fn put(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+    #[inline]
+    fn put_all(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+}
+
 /// Appends an unsigned LEB128 `u32`; indices are almost always below 128, so that case is a
-/// single push.
+/// single byte.
 #[inline]
-fn uleb(out: &mut Vec<u8>, mut value: u32) {
+fn uleb(out: &mut impl Sink, mut value: u32) {
     if value < 0x80 {
-        out.push(value as u8);
+        out.put(value as u8);
         return;
     }
     while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
+        out.put((value as u8 & 0x7f) | 0x80);
         value >>= 7;
     }
-    out.push(value as u8);
+    out.put(value as u8);
 }
 
 /// Appends a signed LEB128 `i64`, with the one-byte case first.
 #[inline]
-fn sleb(out: &mut Vec<u8>, mut value: i64) {
+fn sleb(out: &mut impl Sink, mut value: i64) {
     if (-64..64).contains(&value) {
-        out.push(value as u8 & 0x7f);
+        out.put(value as u8 & 0x7f);
         return;
     }
     loop {
@@ -28,75 +84,87 @@ fn sleb(out: &mut Vec<u8>, mut value: i64) {
         value >>= 7;
         let done = (value == 0 && byte & 0x40 == 0) || (value == -1 && byte & 0x40 != 0);
         if done {
-            out.push(byte);
+            out.put(byte);
             return;
         }
-        out.push(byte | 0x80);
+        out.put(byte | 0x80);
     }
 }
 
 /// Appends encoded instructions to a byte buffer.
-pub(crate) struct Code<'a>(pub &'a mut Vec<u8>);
+pub(crate) struct Code<'a, S: Sink = Vec<u8>>(pub &'a mut S);
 
-impl Code<'_> {
+impl<S: Sink> Code<'_, S> {
+    #[inline]
     pub fn global_get(&mut self, index: u32) -> &mut Self {
-        self.0.push(0x23);
+        self.0.put(0x23);
         uleb(self.0, index);
         self
     }
+    #[inline]
     pub fn global_set(&mut self, index: u32) -> &mut Self {
-        self.0.push(0x24);
+        self.0.put(0x24);
         uleb(self.0, index);
         self
     }
+    #[inline]
     pub fn local_get(&mut self, index: u32) -> &mut Self {
-        self.0.push(0x20);
+        self.0.put(0x20);
         uleb(self.0, index);
         self
     }
+    #[inline]
     pub fn local_set(&mut self, index: u32) -> &mut Self {
-        self.0.push(0x21);
+        self.0.put(0x21);
         uleb(self.0, index);
         self
     }
+    #[inline]
     pub fn local_tee(&mut self, index: u32) -> &mut Self {
-        self.0.push(0x22);
+        self.0.put(0x22);
         uleb(self.0, index);
         self
     }
+    #[inline]
     pub fn i64_const(&mut self, value: i64) -> &mut Self {
-        self.0.push(0x42);
+        self.0.put(0x42);
         sleb(self.0, value);
         self
     }
+    #[inline]
     pub fn i32_const(&mut self, value: i32) -> &mut Self {
-        self.0.push(0x41);
+        self.0.put(0x41);
         sleb(self.0, i64::from(value));
         self
     }
+    #[inline]
     pub fn f32_const_bits(&mut self, bits: u32) -> &mut Self {
-        self.0.push(0x43);
-        self.0.extend_from_slice(&bits.to_le_bytes());
+        self.0.put(0x43);
+        self.0.put_all(&bits.to_le_bytes());
         self
     }
+    #[inline]
     pub fn f64_const_bits(&mut self, bits: u64) -> &mut Self {
-        self.0.push(0x44);
-        self.0.extend_from_slice(&bits.to_le_bytes());
+        self.0.put(0x44);
+        self.0.put_all(&bits.to_le_bytes());
         self
     }
+    #[inline]
     pub fn v128_const(&mut self, bytes: [u8; 16]) -> &mut Self {
-        self.0.extend_from_slice(&[0xfd, 0x0c]);
-        self.0.extend_from_slice(&bytes);
+        self.0.put_all(&[0xfd, 0x0c]);
+        self.0.put_all(&bytes);
         self
     }
     /// A one-byte opcode (`i64.sub`, `select`, ...).
+    #[inline]
     pub fn op(&mut self, opcode: u8) -> &mut Self {
-        self.0.push(opcode);
+        self.0.put(opcode);
         self
     }
     /// A SIMD opcode below 128.
+    #[inline]
     pub fn simd(&mut self, opcode: u8) -> &mut Self {
-        self.0.extend_from_slice(&[0xfd, opcode]);
+        self.0.put_all(&[0xfd, opcode]);
         self
     }
 }
@@ -121,11 +189,12 @@ pub(crate) const F32X4_EQ: u8 = 0x41;
 pub(crate) const F64X2_EQ: u8 = 0x47;
 pub(crate) const V128_BITSELECT: u8 = 0x52;
 
-impl Code<'_> {
+impl<S: Sink> Code<'_, S> {
     /// `if (empty) i64.const -1 global.set $counter unreachable end`: the trap path of every
     /// charge. Storing -1 first lets the host tell which counter ran out.
+    #[inline]
     pub fn trap_marking(&mut self, counter: u32) -> &mut Self {
-        self.0.extend_from_slice(&[0x04, 0x40]);
+        self.0.put_all(&[0x04, 0x40]);
         self.i64_const(-1)
             .global_set(counter)
             .op(UNREACHABLE)

@@ -32,7 +32,7 @@
 //! set (a negative budget simply runs out at the first charge). The sequence is stack-neutral
 //! and uses only MVP instructions, so it is valid anywhere an instruction is.
 
-use super::code::{Code, I64_LT_S, I64_SUB};
+use super::code::{Code, Sink, Small, I64_LT_S, I64_SUB};
 
 /// The amount a charge takes.
 #[derive(Clone, Copy)]
@@ -44,7 +44,8 @@ pub(crate) enum Amount {
 }
 
 impl Amount {
-    fn push(self, code: &mut Code<'_>) {
+    #[inline]
+    fn push(self, code: &mut Code<'_, impl Sink>) {
         match self {
             Amount::Const(gas) => {
                 code.i64_const(i64::try_from(gas).unwrap_or(i64::MAX));
@@ -57,15 +58,71 @@ impl Amount {
 }
 
 /// Emits a charge of `amount` to `counter`, whose value the local `gas` holds.
+/// (Built in a [`Small`] buffer: at most 6 + 11 + 1 + 12 + 6 + 11 + 1 + 6 + 6 = 60 bytes.)
 pub(crate) fn charge(code: &mut Code<'_>, counter: u32, gas: u32, amount: Amount) {
-    code.local_get(gas);
-    amount.push(code);
-    code.op(I64_LT_S).trap_marking(counter).local_get(gas);
-    amount.push(code);
-    code.op(I64_SUB).local_tee(gas).global_set(counter);
+    let mut small = Small::new();
+    let built = &mut Code(&mut small);
+    built.local_get(gas);
+    amount.push(built);
+    built.op(I64_LT_S).trap_marking(counter).local_get(gas);
+    amount.push(built);
+    built.op(I64_SUB).local_tee(gas).global_set(counter);
+    code.0.extend_from_slice(small.as_slice());
 }
 
 /// Emits `global.get $counter  local.set $gas`.
 pub(crate) fn reload(code: &mut Code<'_>, counter: u32, gas: u32) {
     code.global_get(counter).local_set(gas);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{charge, Amount};
+    use crate::rewrite::code::Code;
+
+    /// The charge as the plain encoders write it, one instruction at a time into the output.
+    fn reference(counter: u32, gas: u32, amount: Amount) -> Vec<u8> {
+        let mut out = Vec::new();
+        let code = &mut Code(&mut out);
+        let amount = |code: &mut Code<'_>| match amount {
+            Amount::Const(gas) => {
+                code.i64_const(i64::try_from(gas).unwrap_or(i64::MAX));
+            }
+            Amount::Local(index) => {
+                code.local_get(index);
+            }
+        };
+        code.local_get(gas);
+        amount(code);
+        code.op(super::I64_LT_S)
+            .trap_marking(counter)
+            .local_get(gas);
+        amount(code);
+        code.op(super::I64_SUB).local_tee(gas).global_set(counter);
+        out
+    }
+
+    #[test]
+    fn charges_of_every_length_fit_and_match_the_plain_encoding() {
+        for (counter, gas) in [(0, 1), (127, 128), (u32::MAX, u32::MAX)] {
+            for amount in [
+                0,
+                1,
+                64,
+                1 << 40,
+                u64::from(u32::MAX),
+                i64::MAX as u64,
+                u64::MAX,
+            ]
+            .map(Amount::Const)
+            .into_iter()
+            .chain([Amount::Local(0), Amount::Local(u32::MAX)])
+            {
+                let mut out = vec![0xaa];
+                charge(&mut Code(&mut out), counter, gas, amount);
+                assert_eq!(out[0], 0xaa, "appends");
+                assert_eq!(out[1..], reference(counter, gas, amount)[..]);
+            }
+        }
+    }
 }
