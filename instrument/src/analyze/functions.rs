@@ -71,21 +71,29 @@ pub(crate) fn plan_functions(
 
 /// One worker: plans functions from the queue until it is empty (or, when it works alone and
 /// so in module order, until one fails).
-fn worker(
-    queue: &Mutex<std::vec::IntoIter<(usize, PendingFunction<'_>)>>,
+fn worker<'a>(
+    queue: &Mutex<std::vec::IntoIter<(usize, PendingFunction<'a>)>>,
     alone: bool,
     features: WasmFeatures,
     plan: Plan<'_>,
 ) -> Vec<(usize, Result<FunctionPlan, Error>)> {
     let mut scratch = Scratch::default();
     let mut allocations = FuncValidatorAllocations::default();
+    let mut trace = Vec::new();
     let mut done = Vec::new();
     // A poisoned lock means another worker panicked; the scope re-raises that panic.
     while let Some((index, function)) = queue.lock().ok().and_then(|mut queue| queue.next()) {
         let mut validator = function
             .func
             .into_validator(std::mem::take(&mut allocations));
-        let result = analyze_function(&function.body, &mut validator, features, plan, &mut scratch);
+        let result = analyze_function(
+            &function.body,
+            &mut validator,
+            features,
+            plan,
+            &mut scratch,
+            &mut trace,
+        );
         allocations = validator.into_allocations();
         let failed = result.is_err();
         done.push((index, result));

@@ -325,14 +325,16 @@ pub(crate) struct Scratch {
 }
 
 /// Analyses and validates one function body.
-pub(crate) fn analyze_function(
-    body: &FunctionBody<'_>,
+/// `trace` is a reusable buffer for the NaN analysis (see `nans::Trace`).
+pub(crate) fn analyze_function<'a>(
+    body: &FunctionBody<'a>,
     validator: &mut FuncValidator<ValidatorResources>,
     features: WasmFeatures,
     plan: Plan<'_>,
     scratch: &mut Scratch,
+    trace: &mut nans::Trace<'a>,
 ) -> Result<FunctionPlan, Error> {
-    let mut reader: BinaryReader<'_> = body.get_binary_reader();
+    let mut reader: BinaryReader<'a> = body.get_binary_reader();
     validator.read_locals(&mut reader).map_err(invalid)?;
     reader.set_features(features);
     let ops_start = reader.original_position();
@@ -452,16 +454,22 @@ pub(crate) fn analyze_function(
         if observed_nans {
             nan_state = match nan_state {
                 NanState::Active => {
+                    trace.push((op.clone(), kind, next));
                     match scratch.nans.step(op, kind, next, validator.resources()) {
                         Ok(()) => NanState::Active,
                         Err(nans::GaveUp) => NanState::Failed,
                     }
                 }
                 NanState::Idle if was_reachable && starts_nan_analysis(op, kind, validator) => {
-                    match scratch
-                        .nans
-                        .activate(body, validator, &analysis.nan_sets, op, kind, next)
-                    {
+                    match scratch.nans.activate(
+                        body,
+                        validator,
+                        &analysis.nan_sets,
+                        op,
+                        kind,
+                        next,
+                        trace,
+                    ) {
                         // Started by a read: follow the body only once arithmetic shows up.
                         Ok(()) if !produces_scalar_nan(kind) => {
                             armed_at = Some(reader.clone());
@@ -473,9 +481,14 @@ pub(crate) fn analyze_function(
                 }
                 NanState::Armed if was_reachable && produces_scalar_nan(kind) => {
                     let replayed = match armed_at.take() {
-                        Some(from) => scratch.nans.replay(from, offset, validator.resources()),
+                        Some(from) => {
+                            scratch
+                                .nans
+                                .replay(from, offset, validator.resources(), trace)
+                        }
                         None => Err(nans::GaveUp),
                     };
+                    trace.push((op.clone(), kind, next));
                     match replayed
                         .and_then(|()| scratch.nans.step(op, kind, next, validator.resources()))
                     {
@@ -499,7 +512,7 @@ pub(crate) fn analyze_function(
             NanState::Active => {
                 scratch
                     .nans
-                    .finish(body, validator, features, &mut scratch.nan_points)
+                    .finish(trace, validator.resources(), &mut scratch.nan_points)
             }
             _ => Err(nans::GaveUp),
         };

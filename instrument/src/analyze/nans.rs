@@ -35,7 +35,10 @@
 //! computed to a fixpoint: a run whose decisions read a local whose kind changed later in the
 //! same run is repeated with the new kinds (usually a run or two; after [`MAX_RUNS`] every
 //! local is treated as `Mixed`, which canonicalizes every arithmetic value stored in a local
-//! and is always correct).
+//! and is always correct). The first run starts where the function's first float local read
+//! or scalar NaN producer is ([`NanScratch::activate`]: nothing before it can matter), and
+//! records what it steps in a [`Trace`]; a repeated run starts from the same state and steps
+//! the trace again, without reading the body a second time.
 //!
 //! # Why it is exact
 //! Every `Arith` value is canonicalized before anything observes its bits, and the only other
@@ -50,7 +53,7 @@ use crate::ops::{contains, starts_with, OpKind, OPERATORS};
 use wasmparser::{
     BinaryReader, BlockType, CompositeInnerType, ContType, FrameKind, FuncType, FuncValidator,
     FunctionBody, ModuleArity, Operator, OperatorsReader, RefType, SubType, ValType,
-    ValidatorResources, WasmFeatures, WasmModuleResources,
+    ValidatorResources, WasmModuleResources,
 };
 
 /// Runs after which every local is treated as `Mixed`.
@@ -148,11 +151,17 @@ pub(crate) struct NanScratch {
     stable: bool,
     /// Whether the run has reached the function's final `end`.
     done: bool,
+    /// The operand stack and control frames the first run started from, for the next runs.
+    start_stack: Vec<Value>,
+    start_frames: Vec<Frame>,
 }
 
 /// Why the analysis gave up on a function (the caller then canonicalizes eagerly).
 #[derive(Debug)]
 pub(crate) struct GaveUp;
+
+/// What the first run stepped, in order: each operator, its kind and the offset after it.
+pub(crate) type Trace<'a> = Vec<(Operator<'a>, OpKind, usize)>;
 
 /// The type information operator arities need, with this pass's own control stack.
 struct Arity<'a> {
@@ -338,15 +347,20 @@ impl NanScratch {
     /// so far (`assignments`: the kind each `local.set`/`local.tee` assigned when the operator
     /// before it decides it, `Bits` otherwise). Functions without scalar float arithmetic or
     /// float locals never pay for the analysis.
-    pub(crate) fn activate(
+    /// The state the run starts from is kept, and the operators it steps from here on go into
+    /// `trace` (the caller records those it steps itself), for [`NanScratch::finish`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn activate<'a>(
         &mut self,
         body: &FunctionBody<'_>,
         validator: &FuncValidator<ValidatorResources>,
         assignments: &[(u32, Option<Kind>)],
-        op: &Operator<'_>,
+        op: &Operator<'a>,
         op_kind: OpKind,
         next: usize,
+        trace: &mut Trace<'a>,
     ) -> Result<(), GaveUp> {
+        trace.clear();
         let resources = validator.resources();
         self.reset_locals(body, validator)?;
         for &(index, kind) in assignments {
@@ -378,6 +392,7 @@ impl NanScratch {
             .ok_or(GaveUp)?;
         match (op, nan_producer(op_kind)) {
             (_, Some(ty @ (FloatKind::F32 | FloatKind::F64))) => {
+                // The producer's result does not depend on any local: the runs start after it.
                 self.stack.resize(height, Value::BITS);
                 self.stack.push(Value {
                     kind: Kind::Arith,
@@ -385,15 +400,25 @@ impl NanScratch {
                     ty,
                     ..Value::BITS
                 });
+                self.keep_start();
                 Ok(())
             }
             (Operator::LocalGet { .. }, _) => {
-                // The stack as it was before the read, then the read.
+                // The stack as it was before the read, then the read (which the next runs
+                // repeat: the local's kind may change).
                 self.stack.resize(height, Value::BITS);
+                self.keep_start();
+                trace.push((op.clone(), op_kind, next));
                 self.step(op, op_kind, next, resources)
             }
             _ => Err(GaveUp),
         }
+    }
+
+    /// Keeps the current operand stack and frames as where every run starts.
+    fn keep_start(&mut self) {
+        self.start_stack.clone_from(&self.stack);
+        self.start_frames.clone_from(&self.frames);
     }
 
     /// An empty run: no frames, no values, no points, every local unused.
@@ -414,20 +439,16 @@ impl NanScratch {
     /// After the main pass fed the rest of the function to [`NanScratch::step`]: its points
     /// when that run was stable, else the points of further runs over the body (from the
     /// local kinds found so far) until one is. Appended to `out`, sorted, without duplicates.
+    /// `trace` is everything the first run stepped.
     pub(crate) fn finish(
         &mut self,
-        body: &FunctionBody<'_>,
-        validator: &FuncValidator<ValidatorResources>,
-        features: WasmFeatures,
+        trace: &Trace<'_>,
+        resources: &ValidatorResources,
         out: &mut Vec<(usize, FloatKind)>,
     ) -> Result<(), GaveUp> {
         if !self.done {
             return Err(GaveUp);
         }
-        let resources = validator.resources();
-        let type_index = resources
-            .type_index_of_function(validator.index())
-            .ok_or(GaveUp)?;
         let mut run = 1;
         while !self.stable {
             if run == MAX_RUNS {
@@ -438,7 +459,7 @@ impl NanScratch {
                 // All-`Mixed` locals never change: unreachable.
                 return Err(GaveUp);
             }
-            simulate(body, resources, type_index, features, self)?;
+            self.rerun(trace, resources)?;
             run += 1;
         }
         let start = out.len();
@@ -450,17 +471,20 @@ impl NanScratch {
 
     /// Catches up with the main pass: steps the operators from `from` up to `until` (the
     /// offset of the operator the main pass is at), which it did not follow while armed.
-    pub(crate) fn replay(
+    pub(crate) fn replay<'a>(
         &mut self,
-        from: BinaryReader<'_>,
+        from: BinaryReader<'a>,
         until: usize,
         resources: &ValidatorResources,
+        trace: &mut Trace<'a>,
     ) -> Result<(), GaveUp> {
         let mut ops = OperatorsReader::new(from);
         while ops.original_position() < until {
             let op = ops.read().map_err(|_| GaveUp)?;
             let kind = OpKind::of(&op).ok_or(GaveUp)?;
-            self.step(&op, kind, ops.original_position(), resources)?;
+            let next = ops.original_position();
+            self.step(&op, kind, next, resources)?;
+            trace.push((op, kind, next));
         }
         if ops.original_position() == until {
             Ok(())
@@ -470,52 +494,24 @@ impl NanScratch {
     }
 }
 
-/// One run over the body with the current local kinds, in [`NanScratch::points`]. Returns
-/// whether every decision the run made used a local's final kind (so the recorded points are
-/// final). A local read before its kind changed does not force another run when the value
-/// read only fed arithmetic, comparisons or truncations, as a loop's accumulator does.
-fn simulate(
-    body: &FunctionBody<'_>,
-    resources: &ValidatorResources,
-    type_index: u32,
-    features: WasmFeatures,
-    scratch: &mut NanScratch,
-) -> Result<bool, GaveUp> {
-    let mut reader = body.get_binary_reader_for_operators().map_err(|_| GaveUp)?;
-    reader.set_features(features);
-    let mut ops = OperatorsReader::new(reader);
-    scratch.begin(resources, type_index)?;
-    while !ops.eof() && !scratch.done {
-        let op = ops.read().map_err(|_| GaveUp)?;
-        let kind = OpKind::of(&op).ok_or(GaveUp)?;
-        scratch.step(&op, kind, ops.original_position(), resources)?;
-    }
-    if !scratch.done {
-        return Err(GaveUp);
-    }
-    Ok(scratch.stable)
-}
-
 impl NanScratch {
-    /// Starts a run: the function's frame on an empty stack, every local unused.
-    fn begin(&mut self, resources: &ValidatorResources, type_index: u32) -> Result<(), GaveUp> {
+    /// One more run with the current local kinds, from where the first started, over what it
+    /// stepped ([`NanScratch::activate`]). Leaves [`NanScratch::stable`] telling whether every
+    /// decision the run made used a local's final kind (so the recorded points are final). A
+    /// local read before its kind changed does not force another run when the value read only
+    /// fed arithmetic, comparisons or truncations, as a loop's accumulator does.
+    fn rerun(&mut self, trace: &Trace<'_>, resources: &ValidatorResources) -> Result<(), GaveUp> {
         self.restart();
-        let function_type = BlockType::FuncType(type_index);
-        let (_, results) = Arity {
-            resources,
-            frames: &self.frames,
+        self.stack.clone_from(&self.start_stack);
+        self.frames.clone_from(&self.start_frames);
+        for (op, kind, next) in trace {
+            self.step(op, *kind, *next, resources)?;
         }
-        .block_type_arity(function_type)
-        .ok_or(GaveUp)?;
-        self.frames.push(Frame {
-            block_type: function_type,
-            kind: FrameKind::Block,
-            base: 0,
-            params: 0,
-            results,
-            reachable_at_start: true,
-        });
-        Ok(())
+        if self.done {
+            Ok(())
+        } else {
+            Err(GaveUp)
+        }
     }
 
     /// Simulates one operator (of kind `op_kind`); `next` is the offset right after it.
@@ -534,6 +530,7 @@ impl NanScratch {
             reachable,
             stable,
             done,
+            ..
         } = self;
         if *done {
             return Err(GaveUp);
