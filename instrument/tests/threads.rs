@@ -3,7 +3,8 @@
 //!
 //! The modules here are large enough (over 16 KiB of code per thread) that the workers really
 //! run. The helper threads are one pool for the whole process, so callers on several threads
-//! at once share them; that changes nothing either.
+//! at once share them; that changes nothing either. Nor do the planning buffers a thread
+//! keeps from one call to the next.
 
 use std::num::NonZeroUsize;
 
@@ -58,6 +59,44 @@ fn real_programs_give_the_same_bytes_on_any_number_of_threads() {
         let (module, stats) = same_for_every_thread_count(&wasm).expect("instruments");
         assert!(module.len() > wasm.len(), "{program}: {stats}");
     }
+}
+
+#[test]
+fn buffers_a_thread_keeps_carry_nothing_from_one_call_to_the_next() {
+    let read = |program: &str| {
+        std::fs::read(format!(
+            "{}/../fixtures/bench/{program}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("the bench programs are committed")
+    };
+    let modules = [
+        read("prog_small.wasm"),
+        read("prog_medium.wasm"),
+        module(2000, &[1500, 700]),
+        module(300, &[]),
+    ];
+    // Each module on a thread of its own, which has kept nothing yet.
+    let alone: Vec<Outcome> = modules
+        .iter()
+        .map(|wasm| std::thread::scope(|scope| scope.spawn(|| outcome(wasm, 1)).join().unwrap()))
+        .collect();
+    assert!(alone[2].is_err(), "the broken module is refused");
+    // All of them, twice and in both orders, on one thread.
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let order = [0, 1, 2, 3, 3, 2, 1, 0, 1, 3, 0, 2];
+            for index in order {
+                let again = outcome(&modules[index], 1);
+                assert!(
+                    again == alone[index],
+                    "module {index} after others: {} where alone it gives {}",
+                    summary(&again),
+                    summary(&alone[index])
+                );
+            }
+        });
+    });
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! failing function in module order, exactly what one thread planning the bodies in order
 //! (and stopping at the first failure, as it does) reports.
 
+use std::cell::Cell;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
@@ -69,6 +70,19 @@ pub(crate) fn plan_functions(
     Ok(plans)
 }
 
+/// A worker's reusable buffers, kept by each thread for its next call when no body it planned
+/// was larger than [`KEPT_UP_TO`]: a module with small functions then plans without growing
+/// a buffer (a tenth of a small module's allocations), and no thread keeps buffers sized for
+/// an unusually large body.
+type Buffers = Box<(Scratch, FuncValidatorAllocations)>;
+
+/// The largest body whose buffers a thread keeps: a body's buffers grow with its size.
+const KEPT_UP_TO: usize = 64 * 1024;
+
+thread_local! {
+    static SPARE: Cell<Option<Buffers>> = const { Cell::new(None) };
+}
+
 /// One worker: plans functions from the queue until it is empty (or, when it works alone and
 /// so in module order, until one fails).
 fn worker<'a>(
@@ -77,12 +91,13 @@ fn worker<'a>(
     features: WasmFeatures,
     plan: Plan<'_>,
 ) -> Vec<(usize, Result<FunctionPlan, Error>)> {
-    let mut scratch = Scratch::default();
-    let mut allocations = FuncValidatorAllocations::default();
+    let (mut scratch, mut allocations) = *SPARE.take().unwrap_or_default();
+    let mut largest = 0;
     let mut trace = Vec::new();
     let mut done = Vec::new();
     // A poisoned lock means another worker panicked; the scope re-raises that panic.
     while let Some((index, function)) = queue.lock().ok().and_then(|mut queue| queue.next()) {
+        largest = largest.max(function.body.range().len());
         let mut validator = function
             .func
             .into_validator(std::mem::take(&mut allocations));
@@ -100,6 +115,9 @@ fn worker<'a>(
         if failed && alone {
             break;
         }
+    }
+    if largest <= KEPT_UP_TO {
+        SPARE.set(Some(Box::new((scratch, allocations))));
     }
     done
 }
