@@ -56,6 +56,7 @@ pub(crate) fn rewrite_body(
     // one's code ends in `scratch`.
     let mut ends: Vec<(u32, usize)> =
         Vec::with_capacity(plan.insertions.len() + plan.reloads.len());
+    let charger = gas::Charger::new(cx.gas_global, locals.gas);
     let mut reloads = plan.reloads.iter().copied().peekable();
     let mut insertions = plan.insertions.iter().copied().peekable();
     loop {
@@ -79,7 +80,7 @@ pub(crate) fn rewrite_body(
         match insertion.insert {
             Insert::Charge(block) => match plan.blocks[block as usize] {
                 0 => {}
-                cost => gas::charge(code, cx.gas_global, locals.gas, gas::Amount::Const(cost)),
+                cost => charger.charge(code.0, gas::Amount::Const(cost)),
             },
             // Without the local (nothing reads it), catch landings reload nothing.
             Insert::GasReload if !plan.extra.gas => {}

@@ -39,8 +39,19 @@ impl Small {
     }
 
     #[inline]
-    pub fn as_slice(&self) -> &[u8] {
-        &self.bytes[..self.len]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first 32 bytes of the buffer, used or not: a copy of a known size is a few moves,
+    /// where one of a variable size is a call (see `gas::Charger`).
+    #[inline]
+    pub fn window(&self) -> &[u8; 32] {
+        let (window, _) = self
+            .bytes
+            .split_first_chunk::<32>()
+            .unwrap_or((&[0; 32], &[]));
+        window
     }
 }
 
