@@ -5,6 +5,10 @@
 //! The modules are real clang output (`fixtures/bench/build.sh`): MVP WebAssembly, because
 //! wasm-instrument only parses MVP modules.
 //!
+//! First, paired ratios (`paired_ratios`: every strategy in turn, round after round, the
+//! median of per-round ratios; `PAIRED=0` skips them), which a machine whose speed drifts
+//! during the run does not skew; then criterion's timings.
+//!
 //! Criterion ids: `instrument/<module>/{ri_sandbox, ri_sandbox_1_thread,
 //! ri_sandbox_gas_only_1_thread, wasm_instrument, reencode, validate}`, with throughput in
 //! input bytes. `ri_sandbox` uses the default thread count (one per core, one per 16 KiB of
@@ -14,9 +18,9 @@
 //! exports).
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use ri_sandbox::instrument::{instrument, Options};
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_instrument::gas_metering::{self, mutable_global, ConstantCostRules};
@@ -110,6 +114,81 @@ fn bench_instrument(c: &mut Criterion) {
     }
 }
 
+/// The strategies compared in pairs, by name.
+const STRATEGIES: [&str; 5] = [
+    "ri_sandbox",
+    "ri_sandbox_1_thread",
+    "ri_sandbox_gas_only_1_thread",
+    "wasm_instrument",
+    "reencode",
+];
+
+/// Paired ratios: the strategies run one after another, in a shuffled order, round after
+/// round, and each round gives every ratio from times taken within a few milliseconds of each
+/// other. Criterion measures one strategy after the other, a few seconds each, so a virtual
+/// machine whose speed drifts during the run (this project's does, by up to 2x) skews the
+/// ratios between its columns; the median of per-round ratios does not drift with it.
+fn paired_ratios() {
+    let options = Options::default();
+    let mut one_thread = Options::default();
+    one_thread.threads = std::num::NonZeroUsize::new(1);
+    let mut gas_only = one_thread.clone();
+    gas_only.stack_limit = None;
+    gas_only.canonicalize_nans = false;
+    gas_only.export_state = false;
+    let run = |strategy: usize, wasm: &[u8]| -> f64 {
+        let start = Instant::now();
+        match strategy {
+            0 => drop(black_box(ri_sandbox(black_box(wasm), &options))),
+            1 => drop(black_box(ri_sandbox(black_box(wasm), &one_thread))),
+            2 => drop(black_box(ri_sandbox(black_box(wasm), &gas_only))),
+            3 => drop(black_box(wasm_instrument(black_box(wasm)))),
+            _ => drop(black_box(reencode(black_box(wasm)))),
+        }
+        start.elapsed().as_secs_f64()
+    };
+    // (faster, slower): how many times faster the first is, per round.
+    let pairs = [(0, 3), (0, 4), (1, 3), (1, 4), (2, 3), (2, 4)];
+    println!("paired ratios (median of rounds, quartiles in brackets; > 1: the first is faster)");
+    for ((name, wasm), rounds) in MODULES.into_iter().zip([1000, 100, 30]) {
+        let mut ratios = vec![Vec::with_capacity(rounds); pairs.len()];
+        // A shuffled order each round (xorshift, fixed seed): each strategy runs after each
+        // other one about as often, so none always finds the caches warmed by its own code.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for round in 0..=rounds {
+            let mut order: [usize; STRATEGIES.len()] = std::array::from_fn(|i| i);
+            for i in (1..order.len()).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                order.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            let mut times = [0.0; STRATEGIES.len()];
+            for strategy in order {
+                times[strategy] = run(strategy, wasm);
+            }
+            // The first round only warms up.
+            if round > 0 {
+                for (ratio, &(a, b)) in ratios.iter_mut().zip(&pairs) {
+                    ratio.push(times[b] / times[a]);
+                }
+            }
+        }
+        for (ratio, &(a, b)) in ratios.iter_mut().zip(&pairs) {
+            ratio.sort_by(f64::total_cmp);
+            let at = |q: usize| ratio[(ratio.len() - 1) * q / 4];
+            println!(
+                "instrument/{name}: {} vs {}: {:.2}x [{:.2}-{:.2}]",
+                STRATEGIES[a],
+                STRATEGIES[b],
+                at(2),
+                at(1),
+                at(3)
+            );
+        }
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
@@ -118,4 +197,12 @@ criterion_group! {
         .measurement_time(Duration::from_secs(3));
     targets = bench_instrument
 }
-criterion_main!(benches);
+
+fn main() {
+    // About 15 seconds; `PAIRED=0` skips them.
+    if std::env::var_os("PAIRED").is_none_or(|paired| paired != "0") {
+        paired_ratios();
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
