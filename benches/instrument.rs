@@ -63,16 +63,22 @@ fn reencode(wasm: &[u8]) -> Vec<u8> {
     module.finish()
 }
 
-fn bench_instrument(c: &mut Criterion) {
+/// ri-sandbox's three configurations: the defaults, the defaults on the calling thread only,
+/// and on one thread what wasm-instrument's `inject` does, and only that (gas metering: no
+/// stack limit, no NaN canonicalization, no state exports).
+fn configurations() -> [Options; 3] {
     let options = Options::default();
     let mut one_thread = Options::default();
     one_thread.threads = std::num::NonZeroUsize::new(1);
-    // What wasm-instrument's `inject` does, and only that: gas metering, no stack limit, no
-    // NaN canonicalization, no state exports.
     let mut gas_only = one_thread.clone();
     gas_only.stack_limit = None;
     gas_only.canonicalize_nans = false;
     gas_only.export_state = false;
+    [options, one_thread, gas_only]
+}
+
+fn bench_instrument(c: &mut Criterion) {
+    let [options, one_thread, gas_only] = configurations();
     for (name, wasm) in MODULES {
         // Check once, outside the timings, that every strategy accepts the module, and show
         // the output sizes for context.
@@ -129,13 +135,7 @@ const STRATEGIES: [&str; 5] = [
 /// machine whose speed drifts during the run (this project's does, by up to 2x) skews the
 /// ratios between its columns; the median of per-round ratios does not drift with it.
 fn paired_ratios() {
-    let options = Options::default();
-    let mut one_thread = Options::default();
-    one_thread.threads = std::num::NonZeroUsize::new(1);
-    let mut gas_only = one_thread.clone();
-    gas_only.stack_limit = None;
-    gas_only.canonicalize_nans = false;
-    gas_only.export_state = false;
+    let [options, one_thread, gas_only] = configurations();
     let run = |strategy: usize, wasm: &[u8]| -> f64 {
         let start = Instant::now();
         match strategy {
