@@ -437,9 +437,9 @@ impl NanScratch {
     }
 
     /// After the main pass fed the rest of the function to [`NanScratch::step`]: its points
-    /// when that run was stable, else the points of further runs over the body (from the
-    /// local kinds found so far) until one is. Appended to `out`, sorted, without duplicates.
-    /// `trace` is everything the first run stepped.
+    /// when that run was stable, else the points of further runs (from the local kinds found
+    /// so far, over `trace`, everything the first run stepped) until one is. Appended to
+    /// `out`, sorted, without duplicates.
     pub(crate) fn finish(
         &mut self,
         trace: &Trace<'_>,
@@ -492,9 +492,7 @@ impl NanScratch {
             Err(GaveUp)
         }
     }
-}
 
-impl NanScratch {
     /// One more run with the current local kinds, from where the first started, over what it
     /// stepped ([`NanScratch::activate`]). Leaves [`NanScratch::stable`] telling whether every
     /// decision the run made used a local's final kind (so the recorded points are final). A
