@@ -14,6 +14,7 @@ use std::cell::Cell;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
+use super::nans::Trace;
 use super::{analyze_function, FunctionPlan, Plan, Scratch};
 use crate::error::{Error, ErrorKind};
 use crate::pool::helpers;
@@ -93,7 +94,7 @@ fn worker<'a>(
 ) -> Vec<(usize, Result<FunctionPlan, Error>)> {
     let (mut scratch, mut allocations) = *SPARE.take().unwrap_or_default();
     let mut largest = 0;
-    let mut trace = Vec::new();
+    let mut trace = Trace::new();
     let mut done = Vec::new();
     // A poisoned lock means another worker panicked; the scope re-raises that panic.
     while let Some((index, function)) = queue.lock().ok().and_then(|mut queue| queue.next()) {

@@ -454,7 +454,7 @@ pub(crate) fn analyze_function<'a>(
         if observed_nans {
             nan_state = match nan_state {
                 NanState::Active => {
-                    trace.push((op.clone(), kind, next));
+                    trace.push(op, kind, next);
                     match scratch.nans.step(op, kind, next, validator.resources()) {
                         Ok(()) => NanState::Active,
                         Err(nans::GaveUp) => NanState::Failed,
@@ -488,7 +488,7 @@ pub(crate) fn analyze_function<'a>(
                         }
                         None => Err(nans::GaveUp),
                     };
-                    trace.push((op.clone(), kind, next));
+                    trace.push(op, kind, next);
                     match replayed
                         .and_then(|()| scratch.nans.step(op, kind, next, validator.resources()))
                     {
@@ -512,7 +512,7 @@ pub(crate) fn analyze_function<'a>(
             NanState::Active => {
                 scratch
                     .nans
-                    .finish(trace, validator.resources(), &mut scratch.nan_points)
+                    .finish(trace, body, validator, features, &mut scratch.nan_points)
             }
             _ => Err(nans::GaveUp),
         };

@@ -53,7 +53,7 @@ use crate::ops::{contains, starts_with, OpKind, OPERATORS};
 use wasmparser::{
     BinaryReader, BlockType, CompositeInnerType, ContType, FrameKind, FuncType, FuncValidator,
     FunctionBody, ModuleArity, Operator, OperatorsReader, RefType, SubType, ValType,
-    ValidatorResources, WasmModuleResources,
+    ValidatorResources, WasmFeatures, WasmModuleResources,
 };
 
 /// Runs after which every local is treated as `Mixed`.
@@ -160,8 +160,58 @@ pub(crate) struct NanScratch {
 #[derive(Debug)]
 pub(crate) struct GaveUp;
 
-/// What the first run stepped, in order: each operator, its kind and the offset after it.
-pub(crate) type Trace<'a> = Vec<(Operator<'a>, OpKind, usize)>;
+/// What the first run stepped, in order (each operator, its kind and the offset after it),
+/// for the further runs to step again; a reusable buffer.
+pub(crate) struct Trace<'a> {
+    ops: Vec<(Operator<'a>, OpKind, usize)>,
+    /// Whether `ops` holds everything the first run stepped (see [`TRACE_LIMIT`]).
+    complete: bool,
+}
+
+/// The most operators a trace keeps (72 bytes each: 18 MiB). A first run that steps more
+/// (a function of half a megabyte of code or more) keeps none, and its further runs read the
+/// body again from the function's start instead, so memory stays bounded whatever one
+/// function's size.
+const TRACE_LIMIT: usize = 1 << 18;
+
+#[cfg(test)]
+thread_local! {
+    /// [`TRACE_LIMIT`], lowered by tests to take the other path.
+    pub(crate) static TEST_TRACE_LIMIT: std::cell::Cell<usize> =
+        const { std::cell::Cell::new(TRACE_LIMIT) };
+}
+
+impl<'a> Trace<'a> {
+    pub(crate) fn new() -> Self {
+        Trace {
+            ops: Vec::new(),
+            complete: true,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.ops.clear();
+        self.complete = true;
+    }
+
+    /// Records a stepped operator, unless the trace is over its limit.
+    pub(crate) fn push(&mut self, op: &Operator<'a>, kind: OpKind, next: usize) {
+        #[cfg(test)]
+        let limit = TEST_TRACE_LIMIT.get();
+        #[cfg(not(test))]
+        let limit = TRACE_LIMIT;
+        if !self.complete {
+            return;
+        }
+        if self.ops.len() >= limit {
+            // Given up: the memory goes back now.
+            self.ops = Vec::new();
+            self.complete = false;
+            return;
+        }
+        self.ops.push((op.clone(), kind, next));
+    }
+}
 
 /// The type information operator arities need, with this pass's own control stack.
 struct Arity<'a> {
@@ -408,7 +458,7 @@ impl NanScratch {
                 // repeat: the local's kind may change).
                 self.stack.resize(height, Value::BITS);
                 self.keep_start();
-                trace.push((op.clone(), op_kind, next));
+                trace.push(op, op_kind, next);
                 self.step(op, op_kind, next, resources)
             }
             _ => Err(GaveUp),
@@ -438,17 +488,20 @@ impl NanScratch {
 
     /// After the main pass fed the rest of the function to [`NanScratch::step`]: its points
     /// when that run was stable, else the points of further runs (from the local kinds found
-    /// so far, over `trace`, everything the first run stepped) until one is. Appended to
-    /// `out`, sorted, without duplicates.
+    /// so far, over `trace`, everything the first run stepped, or over the whole body when
+    /// the trace is incomplete) until one is. Appended to `out`, sorted, without duplicates.
     pub(crate) fn finish(
         &mut self,
         trace: &Trace<'_>,
-        resources: &ValidatorResources,
+        body: &FunctionBody<'_>,
+        validator: &FuncValidator<ValidatorResources>,
+        features: WasmFeatures,
         out: &mut Vec<(usize, FloatKind)>,
     ) -> Result<(), GaveUp> {
         if !self.done {
             return Err(GaveUp);
         }
+        let resources = validator.resources();
         let mut run = 1;
         while !self.stable {
             if run == MAX_RUNS {
@@ -459,7 +512,11 @@ impl NanScratch {
                 // All-`Mixed` locals never change: unreachable.
                 return Err(GaveUp);
             }
-            self.rerun(trace, resources)?;
+            if trace.complete {
+                self.rerun(trace, resources)?;
+            } else {
+                self.read_again(body, validator, features)?;
+            }
             run += 1;
         }
         let start = out.len();
@@ -484,7 +541,7 @@ impl NanScratch {
             let kind = OpKind::of(&op).ok_or(GaveUp)?;
             let next = ops.original_position();
             self.step(&op, kind, next, resources)?;
-            trace.push((op, kind, next));
+            trace.push(&op, kind, next);
         }
         if ops.original_position() == until {
             Ok(())
@@ -502,8 +559,51 @@ impl NanScratch {
         self.restart();
         self.stack.clone_from(&self.start_stack);
         self.frames.clone_from(&self.start_frames);
-        for (op, kind, next) in trace {
+        for (op, kind, next) in &trace.ops {
             self.step(op, *kind, *next, resources)?;
+        }
+        if self.done {
+            Ok(())
+        } else {
+            Err(GaveUp)
+        }
+    }
+
+    /// [`NanScratch::rerun`] without a trace: reads the body from the function's start (the
+    /// operators before the first run's start only move the stack and frames).
+    fn read_again(
+        &mut self,
+        body: &FunctionBody<'_>,
+        validator: &FuncValidator<ValidatorResources>,
+        features: WasmFeatures,
+    ) -> Result<(), GaveUp> {
+        let resources = validator.resources();
+        let type_index = resources
+            .type_index_of_function(validator.index())
+            .ok_or(GaveUp)?;
+        let mut reader = body.get_binary_reader_for_operators().map_err(|_| GaveUp)?;
+        reader.set_features(features);
+        let mut ops = OperatorsReader::new(reader);
+        self.restart();
+        let function_type = BlockType::FuncType(type_index);
+        let (_, results) = Arity {
+            resources,
+            frames: &self.frames,
+        }
+        .block_type_arity(function_type)
+        .ok_or(GaveUp)?;
+        self.frames.push(Frame {
+            block_type: function_type,
+            kind: FrameKind::Block,
+            base: 0,
+            params: 0,
+            results,
+            reachable_at_start: true,
+        });
+        while !ops.eof() && !self.done {
+            let op = ops.read().map_err(|_| GaveUp)?;
+            let kind = OpKind::of(&op).ok_or(GaveUp)?;
+            self.step(&op, kind, ops.original_position(), resources)?;
         }
         if self.done {
             Ok(())
@@ -864,7 +964,26 @@ impl NanScratch {
 
 #[cfg(test)]
 mod tests {
-    use super::{join, Kind::*, INTEGER_ONLY};
+    use super::{join, Kind::*, INTEGER_ONLY, TEST_TRACE_LIMIT, TRACE_LIMIT};
+
+    #[test]
+    fn further_runs_over_the_body_give_what_runs_over_the_trace_give() {
+        // Clang output whose float code needs further runs in many functions.
+        let wasm = include_bytes!("../../../fixtures/bench/prog_medium.wasm");
+        let options = crate::Options {
+            threads: std::num::NonZeroUsize::new(1),
+            ..crate::Options::default()
+        };
+        let traced = crate::instrument(wasm, &options)
+            .expect("instruments")
+            .module;
+        // A trace that keeps nothing: every further run reads the body again.
+        TEST_TRACE_LIMIT.set(0);
+        let read_again = crate::instrument(wasm, &options);
+        TEST_TRACE_LIMIT.set(TRACE_LIMIT);
+        let read_again = read_again.expect("instruments").module;
+        assert!(traced == read_again, "the two ways of running again differ");
+    }
     use crate::ops::OpKind;
 
     #[test]
