@@ -100,6 +100,30 @@ fn buffers_a_thread_keeps_carry_nothing_from_one_call_to_the_next() {
 }
 
 #[test]
+fn instrumenting_from_a_thread_local_destructor_works() {
+    /// Instruments its module when dropped, and says whether that worked.
+    struct Late(Vec<u8>, std::sync::mpsc::Sender<bool>);
+    impl Drop for Late {
+        fn drop(&mut self) {
+            let _ = self.1.send(outcome(&self.0, 1).is_ok());
+        }
+    }
+    thread_local! {
+        static LATE: std::cell::RefCell<Option<Late>> = const { std::cell::RefCell::new(None) };
+    }
+    let (send, worked) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Registered first, so destroyed after the thread's kept buffers (destructors run in
+        // the reverse order): the late call finds them gone.
+        LATE.with(|late| *late.borrow_mut() = Some(Late(module(300, &[]), send)));
+        assert!(outcome(&module(300, &[]), 1).is_ok());
+    })
+    .join()
+    .expect("the thread ends normally");
+    assert_eq!(worked.recv().ok(), Some(true));
+}
+
+#[test]
 fn callers_on_several_threads_at_once_share_the_helpers_and_get_the_same_bytes() {
     let medium = std::fs::read(format!(
         "{}/../fixtures/bench/prog_medium.wasm",

@@ -92,7 +92,10 @@ fn worker<'a>(
     features: WasmFeatures,
     plan: Plan<'_>,
 ) -> Vec<(usize, Result<FunctionPlan, Error>)> {
-    let (mut scratch, mut allocations) = *SPARE.take().unwrap_or_default();
+    // (`try_with`: a call from a thread-local's destructor, late in a thread's life, finds
+    // none and keeps none rather than panic.)
+    let spare = SPARE.try_with(Cell::take).ok().flatten();
+    let (mut scratch, mut allocations) = *spare.unwrap_or_default();
     let mut largest = 0;
     let mut trace = Trace::new();
     let mut done = Vec::new();
@@ -118,7 +121,7 @@ fn worker<'a>(
         }
     }
     if largest <= KEPT_UP_TO {
-        SPARE.set(Some(Box::new((scratch, allocations))));
+        let _ = SPARE.try_with(|spare| spare.set(Some(Box::new((scratch, allocations)))));
     }
     done
 }
