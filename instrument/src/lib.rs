@@ -83,8 +83,10 @@ pub struct Options {
     /// byte-identical whatever the number (and so is the error for an invalid module); more
     /// threads only finish a module sooner. A code section gets one thread per 16 KiB of code,
     /// up to this many: the calling thread and helpers from a pool of one thread fewer than the
-    /// machine has cores, started on first use and shared by every call in the process (so
-    /// more threads than cores only split the work finer). A process forked after the pool
+    /// machine has cores, started on first use and kept for the process (so more threads than
+    /// cores only split the work finer). One call at a time has the helpers; a call made
+    /// meanwhile on another thread works on its calling thread alone rather than wait for
+    /// them. A process forked after the pool
     /// started works on its calling thread alone, since the pool's threads are not copied
     /// into it. `None`: as many as the machine runs at once
     /// ([`std::thread::available_parallelism`], asked once per process). Default: `None`.

@@ -5,10 +5,14 @@
 //! microseconds (up to a tenth of a millisecond on a virtual machine). So the helpers are a rayon pool of one thread fewer than the machine
 //! has cores, started on first use and kept for the life of the process: the calling thread
 //! is always the remaining worker, and a pool no larger than that leaves no idle helper
-//! spinning for work on a core the caller needs. Which thread does what never shows in the
-//! output (`analyze::functions`, `rewrite::bodies`).
+//! spinning for work on a core the caller needs. One caller at a time uses them: a caller
+//! that finds them taken works alone (the cores are busy with the other caller anyway), so
+//! no caller ever waits for a helper to finish another caller's module before it can run
+//! the job handed to it (a scope waits for every job it spawned). Which thread does what
+//! never shows in the output (`analyze::functions`, `rewrite::bodies`).
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use rayon_core::{ThreadPool, ThreadPoolBuilder};
@@ -18,23 +22,35 @@ use rayon_core::{ThreadPool, ThreadPoolBuilder};
 /// machine (with 4 KiB, a 10 KB module was as often slower on two threads as faster).
 const MIN_BYTES_PER_THREAD: usize = 16 * 1024;
 
+/// Whether a caller holds the helpers (see the module documentation).
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
 /// The helpers worth using on a code section of `bytes` bytes when `threads` may work on it
-/// (`None`: one per core); `None` when the calling thread should work alone.
+/// (`None`: one per core), held until the returned value is dropped; `None` when the calling
+/// thread should work alone (or another caller holds them).
 pub(crate) fn helpers(threads: Option<NonZeroUsize>, bytes: usize) -> Option<Helpers> {
     let workers = workers(threads, bytes);
     if workers <= 1 {
         return None;
     }
-    Some(Helpers {
-        pool: pool()?,
-        workers,
-    })
+    let pool = pool()?;
+    TAKEN
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .ok()?;
+    Some(Helpers { pool, workers })
 }
 
-/// The helper pool, and how many threads (the calling one included) should share the work.
+/// The helper pool, held by one caller, and how many threads (the calling one included)
+/// should share the work.
 pub(crate) struct Helpers {
     pool: &'static ThreadPool,
     pub workers: usize,
+}
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        TAKEN.store(false, Ordering::Release);
+    }
 }
 
 impl Helpers {
@@ -111,6 +127,7 @@ mod tests {
     use super::{helpers, workers, MIN_BYTES_PER_THREAD};
     use std::num::NonZeroUsize;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     #[test]
     fn small_code_sections_stay_on_one_thread() {
@@ -125,8 +142,35 @@ mod tests {
         assert!(workers(None, 100 * MIN_BYTES_PER_THREAD) >= 1);
     }
 
+    /// Held by the tests that take the helpers: one caller at a time gets them.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn one_caller_at_a_time_holds_the_helpers() {
+        let _turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let large = 100 * MIN_BYTES_PER_THREAD;
+        let first = helpers(NonZeroUsize::new(2), large).expect("free helpers are taken");
+        let meanwhile = std::thread::scope(|scope| {
+            scope
+                .spawn(|| helpers(NonZeroUsize::new(2), large).is_some())
+                .join()
+                .expect("no panic")
+        });
+        assert!(!meanwhile, "another caller works alone while they are held");
+        drop(first);
+        assert!(
+            helpers(NonZeroUsize::new(2), large).is_some(),
+            "released when dropped"
+        );
+    }
+
     #[test]
     fn run_does_first_then_work_on_the_caller_and_work_on_each_helper() {
+        let _turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let helpers = helpers(NonZeroUsize::new(3), 100 * MIN_BYTES_PER_THREAD)
             .expect("a large code section gets helpers");
         assert_eq!(helpers.workers, 3);
@@ -154,6 +198,9 @@ mod tests {
                 let _ = self.0.send(std::thread::current().id());
             }
         }
+        let _turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let helpers = helpers(NonZeroUsize::new(2), 100 * MIN_BYTES_PER_THREAD)
             .expect("a large code section gets helpers");
         let (send, dropped_on) = std::sync::mpsc::channel();

@@ -2,8 +2,9 @@
 //! statistics and, for a broken module, the error are the same for every thread count.
 //!
 //! The modules here are large enough (over 16 KiB of code per thread) that the workers really
-//! run. The helper threads are one pool for the whole process, so callers on several threads
-//! at once share them; that changes nothing either. Nor do the planning buffers a thread
+//! run. The helper threads are one pool for the whole process, which callers on several
+//! threads at once contend for (one has them, the others work alone); that changes nothing
+//! either. Nor do the planning buffers a thread
 //! keeps from one call to the next.
 
 use std::num::NonZeroUsize;

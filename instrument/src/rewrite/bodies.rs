@@ -6,8 +6,8 @@
 //! a few per thread, which the threads take in turn; the calling thread writes the first piece
 //! straight into the output, and every other piece goes into a buffer of its own, appended in
 //! order. So the output is byte-identical whatever the number of threads, an error is the
-//! first failing function's in module order, and a helper that is busy elsewhere (the pool is
-//! shared by every caller in the process) only leaves more pieces to the calling thread.
+//! first failing function's in module order, and a helper that is late (still freeing an
+//! earlier module's plans, say) only leaves more pieces to the calling thread.
 
 use std::num::NonZeroUsize;
 use std::ops::Range;
