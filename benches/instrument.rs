@@ -120,14 +120,11 @@ fn bench_instrument(c: &mut Criterion) {
     }
 }
 
-/// The strategies compared in pairs, by name.
-const STRATEGIES: [&str; 5] = [
-    "ri_sandbox",
-    "ri_sandbox_1_thread",
-    "ri_sandbox_gas_only_1_thread",
-    "wasm_instrument",
-    "reencode",
-];
+/// How many strategies [`paired_ratios`] compares.
+const STRATEGIES: usize = 5;
+
+/// One way of instrumenting (or re-encoding) a module.
+type Strategy<'a> = dyn Fn(&[u8]) -> Vec<u8> + 'a;
 
 /// Paired ratios: the strategies run one after another, in a shuffled order, round after
 /// round, and each round gives every ratio from times taken within a few milliseconds of each
@@ -136,18 +133,21 @@ const STRATEGIES: [&str; 5] = [
 /// ratios between its columns; the median of per-round ratios does not drift with it.
 fn paired_ratios() {
     let [options, one_thread, gas_only] = configurations();
+    let strategies: [(&str, &Strategy); STRATEGIES] = [
+        ("ri_sandbox", &|wasm| ri_sandbox(wasm, &options)),
+        ("ri_sandbox_1_thread", &|wasm| ri_sandbox(wasm, &one_thread)),
+        ("ri_sandbox_gas_only_1_thread", &|wasm| {
+            ri_sandbox(wasm, &gas_only)
+        }),
+        ("wasm_instrument", &wasm_instrument),
+        ("reencode", &reencode),
+    ];
     let run = |strategy: usize, wasm: &[u8]| -> f64 {
         let start = Instant::now();
-        match strategy {
-            0 => drop(black_box(ri_sandbox(black_box(wasm), &options))),
-            1 => drop(black_box(ri_sandbox(black_box(wasm), &one_thread))),
-            2 => drop(black_box(ri_sandbox(black_box(wasm), &gas_only))),
-            3 => drop(black_box(wasm_instrument(black_box(wasm)))),
-            _ => drop(black_box(reencode(black_box(wasm)))),
-        }
+        black_box(strategies[strategy].1(black_box(wasm)));
         start.elapsed().as_secs_f64()
     };
-    // (faster, slower): how many times faster the first is, per round.
+    // (a, b): how many times faster `a` is than `b`, per round.
     let pairs = [(0, 3), (0, 4), (1, 3), (1, 4), (2, 3), (2, 4)];
     println!("paired ratios (median of rounds, quartiles in brackets; > 1: the first is faster)");
     for ((name, wasm), rounds) in MODULES.into_iter().zip([1000, 100, 30]) {
@@ -156,14 +156,14 @@ fn paired_ratios() {
         // other one about as often, so none always finds the caches warmed by its own code.
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         for round in 0..=rounds {
-            let mut order: [usize; STRATEGIES.len()] = std::array::from_fn(|i| i);
+            let mut order: [usize; STRATEGIES] = std::array::from_fn(|i| i);
             for i in (1..order.len()).rev() {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
                 order.swap(i, (state % (i as u64 + 1)) as usize);
             }
-            let mut times = [0.0; STRATEGIES.len()];
+            let mut times = [0.0; STRATEGIES];
             for strategy in order {
                 times[strategy] = run(strategy, wasm);
             }
@@ -179,8 +179,8 @@ fn paired_ratios() {
             let at = |q: usize| ratio[(ratio.len() - 1) * q / 4];
             println!(
                 "instrument/{name}: {} vs {}: {:.2}x [{:.2}-{:.2}]",
-                STRATEGIES[a],
-                STRATEGIES[b],
+                strategies[a].0,
+                strategies[b].0,
                 at(2),
                 at(1),
                 at(3)

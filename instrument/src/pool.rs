@@ -2,10 +2,11 @@
 //!
 //! Starting a thread costs a hundred microseconds or more on a loaded or virtual machine,
 //! as long as instrumenting a small module takes; waking one that is already running costs
-//! microseconds (up to a tenth of a millisecond on a virtual machine). So the helpers are a rayon pool of one thread fewer than the machine
-//! has cores, started on first use and kept for the life of the process: the calling thread
-//! is always the remaining worker, and a pool no larger than that leaves no idle helper
-//! spinning for work on a core the caller needs. One caller at a time uses them: a caller
+//! microseconds (up to a tenth of a millisecond on a virtual machine). So the helpers are a
+//! rayon pool of one thread fewer than the machine has cores, started on first use and kept
+//! for the life of the process: the calling thread is always the remaining worker, and a
+//! pool no larger than that leaves no idle helper spinning for work on a core the caller
+//! needs. One caller at a time uses them: a caller
 //! that finds them taken works alone (the cores are busy with the other caller anyway), so
 //! no caller ever waits for a helper to finish another caller's module before it can run
 //! the job handed to it (a scope waits for every job it spawned). Which thread does what
@@ -19,7 +20,8 @@ use rayon_core::{ThreadPool, ThreadPoolBuilder};
 
 /// Code a thread should have to itself before one more is worth using: planning this much
 /// takes a third of a millisecond or more, waking a helper up to a tenth of one on a virtual
-/// machine (with 4 KiB, a 10 KB module was as often slower on two threads as faster).
+/// machine (with 4 KiB, two threads took 0.80-1.04 of one thread's time on a 10 KB module,
+/// the gain coming and going with the machine's speed).
 const MIN_BYTES_PER_THREAD: usize = 16 * 1024;
 
 /// Whether a caller holds the helpers (see the module documentation).

@@ -18,17 +18,16 @@ impl Sink for Vec<u8> {
     }
 }
 
-/// A short sequence built on the stack and then appended to the output at once: a charge is
-/// emitted for almost every block, and one append costs much less than two dozen pushes.
-/// Holds [`Small::CAPACITY`] bytes; the sequences built in it are shorter by construction
-/// (their longest encodings are tested).
+/// A piece of code of at most [`Small::CAPACITY`] bytes, built on the stack and copied as a
+/// whole (`gas::Charger` keeps a charge's fixed parts in them: at most 19 bytes each, tested
+/// with the longest encodings).
 pub(crate) struct Small {
     bytes: [u8; Small::CAPACITY],
     len: usize,
 }
 
 impl Small {
-    pub const CAPACITY: usize = 64;
+    pub const CAPACITY: usize = 32;
 
     #[inline]
     pub fn new() -> Self {
@@ -43,15 +42,11 @@ impl Small {
         self.len
     }
 
-    /// The first 32 bytes of the buffer, used or not: a copy of a known size is a few moves,
-    /// where one of a variable size is a call (see `gas::Charger`).
+    /// The whole buffer, used or not: a copy of a known size is a few moves, where one of a
+    /// variable size is a call (see `gas::Charger`).
     #[inline]
-    pub fn window(&self) -> &[u8; 32] {
-        let (window, _) = self
-            .bytes
-            .split_first_chunk::<32>()
-            .unwrap_or((&[0; 32], &[]));
-        window
+    pub fn window(&self) -> &[u8; Small::CAPACITY] {
+        &self.bytes
     }
 }
 

@@ -90,9 +90,9 @@ impl Charger {
         Charger { head, middle, tail }
     }
 
-    /// Appends a charge of `amount` to `out`. Every part fits the 32-byte window copied
-    /// (at most 6, 11, 19, 11 and 13 bytes), and the whole charge the buffer (at most 60
-    /// bytes; the last window ends by byte 79).
+    /// Appends a charge of `amount` to `out`. Each part (at most 6, 11, 19, 11 and 13 bytes)
+    /// is copied with its whole [`Small`] buffer, the next part overwriting what was unused;
+    /// the charge takes at most 60 bytes, and the last copy ends by byte 79.
     #[inline]
     pub(crate) fn charge(&self, out: &mut Vec<u8>, amount: Amount) {
         let mut value = Small::new();
@@ -100,7 +100,7 @@ impl Charger {
         let mut buffer = [0u8; 128];
         let mut at = 0;
         for part in [&self.head, &value, &self.middle, &value, &self.tail] {
-            if let Some(window) = buffer.get_mut(at..at + 32) {
+            if let Some(window) = buffer.get_mut(at..at + Small::CAPACITY) {
                 window.copy_from_slice(part.window());
             }
             at += part.len();
@@ -123,20 +123,12 @@ mod tests {
     fn reference(counter: u32, gas: u32, amount: Amount) -> Vec<u8> {
         let mut out = Vec::new();
         let code = &mut Code(&mut out);
-        let amount = |code: &mut Code<'_>| match amount {
-            Amount::Const(gas) => {
-                code.i64_const(i64::try_from(gas).unwrap_or(i64::MAX));
-            }
-            Amount::Local(index) => {
-                code.local_get(index);
-            }
-        };
         code.local_get(gas);
-        amount(code);
+        amount.push(code);
         code.op(super::I64_LT_S)
             .trap_marking(counter)
             .local_get(gas);
-        amount(code);
+        amount.push(code);
         code.op(super::I64_SUB).local_tee(gas).global_set(counter);
         out
     }
