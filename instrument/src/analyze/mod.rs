@@ -414,22 +414,18 @@ pub(crate) fn analyze_function<'a>(
         kind: None,
         frames: std::mem::take(&mut scratch.validator_frames),
         mirror_exact: true,
+        analysis,
+        fast: Fast::for_state(observed_nans, NanState::Idle),
     };
     driver.frames.clear();
     driver.frames.push(ValidatorFrame::Block);
     while !reader.eof() {
         let offset = reader.original_position();
         driver.offset = offset;
-        driver.kind = None;
         reader
             .visit_operator(&mut driver)
             .and_then(|validated| validated)
             .map_err(invalid)?;
-        let (Some(op), Some(kind)) = (&driver.op, driver.kind) else {
-            return Err(Error::new(ErrorKind::Internal {
-                message: "an operator was read but not recorded".into(),
-            }));
-        };
         if cfg!(debug_assertions) && driver.mirror_exact {
             let validator = &*driver.validator;
             let mirrored = (driver.frames.len(), driver.frames.last().copied());
@@ -439,6 +435,11 @@ pub(crate) fn analyze_function<'a>(
             );
             assert_eq!(mirrored, actual, "the frame mirror drifted at {offset:#x}");
         }
+        // `None` when the driver analysed a plain operator itself.
+        let (Some(op), Some(kind)) = (&driver.op, driver.kind) else {
+            continue;
+        };
+        let analysis = &mut driver.analysis;
         let validator = &*driver.validator;
         if !METERED[kind as usize] {
             return Err(unmetered(kind, offset));
@@ -499,8 +500,14 @@ pub(crate) fn analyze_function<'a>(
                 other => other,
             };
         }
+        driver.fast = if driver.analysis.straight.is_none() && driver.analysis.counted.is_none() {
+            Fast::for_state(observed_nans, nan_state)
+        } else {
+            Fast::Never
+        };
     }
     scratch.validator_frames = std::mem::take(&mut driver.frames);
+    let mut analysis = driver.analysis;
     reader
         .finish_expression(&Frames(validator))
         .map_err(invalid)?;
@@ -599,18 +606,50 @@ enum NanState {
     Failed,
 }
 
+/// Which operators in [`PLAIN`] the [`Driver`] analyses itself, right after validating them,
+/// without building an `Operator` (most operators are plain, and this is the pass's
+/// innermost loop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fast {
+    /// None: a loop that may be counted is open (its body's operators are recorded), or the
+    /// NaN analysis follows every operator.
+    Never,
+    /// All but `local.get`, which may start the NaN analysis.
+    NotLocalGet,
+    /// All of them.
+    All,
+}
+
+impl Fast {
+    /// What the NaN analysis allows, in this state.
+    fn for_state(observed_nans: bool, state: NanState) -> Fast {
+        match state {
+            _ if !observed_nans => Fast::All,
+            NanState::Active => Fast::Never,
+            // A read of a float local starts it.
+            NanState::Idle => Fast::NotLocalGet,
+            // Only a scalar NaN producer moves these on, and none is plain.
+            NanState::Armed | NanState::Failed => Fast::All,
+        }
+    }
+}
+
 /// Feeds each operator straight from the reader to the validator (no intermediate decoding
-/// into an `Operator` and dispatching on it again) and keeps the operator for the analysis.
-struct Driver<'v, 'a> {
+/// into an `Operator` and dispatching on it again), analyses plain operators itself when it
+/// may ([`Fast`]), and keeps the others for the analysis.
+struct Driver<'v, 'a, 'p> {
     validator: &'v mut FuncValidator<ValidatorResources>,
     offset: usize,
-    /// The last operator read, and its kind (set by every visit; `None` before the first).
+    /// The last operator kept, and its kind: `None` when the last operator read was analysed
+    /// in its visit (or none was read).
     op: Option<Operator<'a>>,
     kind: Option<OpKind>,
     /// The kinds of the validator's control frames, innermost last (see `mirror`), and
     /// whether they are known to match.
     frames: Vec<ValidatorFrame>,
     mirror_exact: bool,
+    analysis: Analysis<'p>,
+    fast: Fast,
 }
 
 /// The validator's control frames, which the reader consults to decode some operators.
@@ -622,7 +661,7 @@ impl FrameStack for Frames<'_> {
     }
 }
 
-impl FrameStack for Driver<'_, '_> {
+impl FrameStack for Driver<'_, '_, '_> {
     // The reader asks before every operator (to refuse operators after the function's
     // `end`); the mirror answers without a call into the validator.
     #[inline]
@@ -635,7 +674,17 @@ impl FrameStack for Driver<'_, '_> {
     }
 }
 
-impl Driver<'_, '_> {
+impl Driver<'_, '_, '_> {
+    /// Whether the plain operator of this kind is analysed in its visit.
+    #[inline(always)]
+    fn analyses(&self, kind: OpKind) -> bool {
+        match self.fast {
+            Fast::All => true,
+            Fast::NotLocalGet => kind != OpKind::LocalGet,
+            Fast::Never => false,
+        }
+    }
+
     /// Keeps [`Driver::frames`] equal to the validator's control frames after a validated
     /// operator of this kind.
     #[inline(always)]
@@ -674,6 +723,11 @@ macro_rules! define_driver {
             fn $visit(&mut self $($(, $arg: $argty)*)?) -> Self::Output {
                 self.validator.visitor(self.offset).$visit($($($arg.clone()),*)?)?;
                 self.mirror(OpKind::$op);
+                if const { PLAIN[OpKind::$op as usize] } && self.analyses(OpKind::$op) {
+                    self.analysis.plain(OpKind::$op, &*self.validator);
+                    self.kind = None;
+                    return Ok(());
+                }
                 self.op = Some(Operator::$op $({ $($arg),* })?);
                 self.kind = Some(OpKind::$op);
                 Ok(())
@@ -696,7 +750,7 @@ macro_rules! define_simd_driver {
     };
 }
 
-impl<'a> VisitOperator<'a> for Driver<'_, 'a> {
+impl<'a> VisitOperator<'a> for Driver<'_, 'a, '_> {
     type Output = Result<(), BinaryReaderError>;
 
     fn simd_visitor(&mut self) -> Option<&mut dyn VisitSimdOperator<'a, Output = Self::Output>> {
@@ -706,7 +760,7 @@ impl<'a> VisitOperator<'a> for Driver<'_, 'a> {
     wasmparser::for_each_visit_operator!(define_driver);
 }
 
-impl<'a> VisitSimdOperator<'a> for Driver<'_, 'a> {
+impl<'a> VisitSimdOperator<'a> for Driver<'_, 'a, '_> {
     wasmparser::for_each_visit_simd_operator!(define_simd_driver);
 }
 
@@ -961,6 +1015,21 @@ impl Analysis<'_> {
                 self.previous_hint, None,
                 "{kind:?} is in PLAIN but has a hint"
             );
+        }
+    }
+
+    /// Analyses a plain operator the [`Driver`] did not keep (see [`Fast`]): what
+    /// [`Analysis::operator`] does for it, and the deepest operand stack for the stack limit.
+    #[inline(always)]
+    fn plain(&mut self, kind: OpKind, validator: &FuncValidator<ValidatorResources>) {
+        if self.reachable() {
+            self.add_price(kind);
+        }
+        self.previous_hint = None;
+        if self.plan.stack_limit {
+            self.max_operands = self
+                .max_operands
+                .max(u64::from(validator.operand_stack_height()));
         }
     }
 
@@ -1420,7 +1489,7 @@ const fn nan_producer(kind: OpKind) -> Option<FloatKind> {
 /// counted loops), SIMD (frame slot size), NaN producers and what `nans::hint` decides, and
 /// anything not metered. (Inside a loop that may be counted every operator takes the full
 /// path.)
-static PLAIN: [bool; OPERATORS.len()] = {
+const PLAIN: [bool; OPERATORS.len()] = {
     let mut plain = [false; OPERATORS.len()];
     let mut i = 0;
     while i < ALL.len() {
