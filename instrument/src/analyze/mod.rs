@@ -452,10 +452,13 @@ pub(crate) fn analyze_function<'a>(
         let next = reader.original_position();
         let was_reachable = analysis.reachable();
         analysis.operator(op, kind, offset, next, validator.resources());
+        // Whether the NaN analysis stepped this operator in its first run, which its further
+        // runs step again (the operator is moved into the trace once it is no longer read).
+        let mut traced = false;
         if observed_nans {
             nan_state = match nan_state {
                 NanState::Active => {
-                    trace.push(op, kind, next);
+                    traced = true;
                     match scratch.nans.step(op, kind, next, validator.resources()) {
                         Ok(()) => NanState::Active,
                         Err(nans::GaveUp) => NanState::Failed,
@@ -489,7 +492,7 @@ pub(crate) fn analyze_function<'a>(
                         }
                         None => Err(nans::GaveUp),
                     };
-                    trace.push(op, kind, next);
+                    traced = true;
                     match replayed
                         .and_then(|()| scratch.nans.step(op, kind, next, validator.resources()))
                     {
@@ -499,6 +502,11 @@ pub(crate) fn analyze_function<'a>(
                 }
                 other => other,
             };
+        }
+        if traced {
+            if let Some(op) = driver.op.take() {
+                trace.push(op, kind, next);
+            }
         }
         driver.fast = if driver.analysis.straight.is_none() && driver.analysis.counted.is_none() {
             Fast::for_state(observed_nans, nan_state)

@@ -51,9 +51,9 @@
 use super::{nan_producer, FloatKind};
 use crate::ops::{contains, starts_with, OpKind, OPERATORS};
 use wasmparser::{
-    BinaryReader, BlockType, CompositeInnerType, ContType, FrameKind, FuncType, FuncValidator,
-    FunctionBody, ModuleArity, Operator, OperatorsReader, RefType, SubType, ValType,
-    ValidatorResources, WasmFeatures, WasmModuleResources,
+    BinaryReader, BlockType, CompositeInnerType, ContType, FrameKind, FrameStack, FuncType,
+    FuncValidator, FunctionBody, ModuleArity, Operator, OperatorsReader, RefType, SubType, ValType,
+    ValidatorResources, VisitOperator, VisitSimdOperator, WasmFeatures, WasmModuleResources,
 };
 
 /// Runs after which every local is treated as `Mixed`.
@@ -154,6 +154,8 @@ pub(crate) struct NanScratch {
     /// The operand stack and control frames the first run started from, for the next runs.
     start_stack: Vec<Value>,
     start_frames: Vec<Frame>,
+    /// The frame kinds a [`Resume`] reads with (a reusable buffer).
+    resume_frames: Vec<FrameKind>,
 }
 
 /// Why the analysis gave up on a function (the caller then canonicalizes eagerly).
@@ -195,7 +197,8 @@ impl<'a> Trace<'a> {
     }
 
     /// Records a stepped operator, unless the trace is over its limit.
-    pub(crate) fn push(&mut self, op: &Operator<'a>, kind: OpKind, next: usize) {
+    #[inline]
+    pub(crate) fn push(&mut self, op: Operator<'a>, kind: OpKind, next: usize) {
         #[cfg(test)]
         let limit = TEST_TRACE_LIMIT.get();
         #[cfg(not(test))]
@@ -209,8 +212,74 @@ impl<'a> Trace<'a> {
             self.complete = false;
             return;
         }
-        self.ops.push((op.clone(), kind, next));
+        self.ops.push((op, kind, next));
     }
+}
+
+/// Reads a validated body's operators from the middle of it, where the main pass armed the
+/// analysis ([`NanScratch::replay`]): wasmparser's `OperatorsReader` starts at a body's first
+/// operator, knows no frame opened before where it starts, and so refuses the `else` of an
+/// enclosing `if`. This reader starts from the kinds of the frames open where it starts, and
+/// keeps them.
+struct Resume<'f> {
+    frames: &'f mut Vec<FrameKind>,
+}
+
+impl Resume<'_> {
+    /// Reads the operator at `reader`; returns it with its kind.
+    fn read<'a>(
+        &mut self,
+        reader: &mut BinaryReader<'a>,
+    ) -> Result<(Operator<'a>, OpKind), GaveUp> {
+        let op = reader.visit_operator(self).map_err(|_| GaveUp)?;
+        let kind = OpKind::of(&op).ok_or(GaveUp)?;
+        match kind {
+            OpKind::Block => self.frames.push(FrameKind::Block),
+            OpKind::Loop => self.frames.push(FrameKind::Loop),
+            OpKind::If => self.frames.push(FrameKind::If),
+            OpKind::TryTable => self.frames.push(FrameKind::TryTable),
+            OpKind::Else => *self.frames.last_mut().ok_or(GaveUp)? = FrameKind::Else,
+            OpKind::End => {
+                self.frames.pop();
+            }
+            // Legacy exception handling is refused before the analysis runs.
+            OpKind::Try | OpKind::Catch | OpKind::CatchAll | OpKind::Delegate => {
+                return Err(GaveUp)
+            }
+            _ => {}
+        }
+        Ok((op, kind))
+    }
+}
+
+impl FrameStack for Resume<'_> {
+    fn current_frame(&self) -> Option<FrameKind> {
+        self.frames.last().copied()
+    }
+}
+
+macro_rules! define_resume {
+    ($( @$proposal:ident $op:ident $({ $($arg:ident: $argty:ty),* })? => $visit:ident ($($ann:tt)*) )*) => {
+        $(
+            fn $visit(&mut self $($(, $arg: $argty)*)?) -> Operator<'a> {
+                Operator::$op $({ $($arg),* })?
+            }
+        )*
+    };
+}
+
+impl<'a> VisitOperator<'a> for Resume<'_> {
+    type Output = Operator<'a>;
+
+    fn simd_visitor(&mut self) -> Option<&mut dyn VisitSimdOperator<'a, Output = Self::Output>> {
+        Some(self)
+    }
+
+    wasmparser::for_each_visit_operator!(define_resume);
+}
+
+impl<'a> VisitSimdOperator<'a> for Resume<'_> {
+    wasmparser::for_each_visit_simd_operator!(define_resume);
 }
 
 /// The type information operator arities need, with this pass's own control stack.
@@ -458,7 +527,7 @@ impl NanScratch {
                 // repeat: the local's kind may change).
                 self.stack.resize(height, Value::BITS);
                 self.keep_start();
-                trace.push(op, op_kind, next);
+                trace.push(op.clone(), op_kind, next);
                 self.step(op, op_kind, next, resources)
             }
             _ => Err(GaveUp),
@@ -530,20 +599,30 @@ impl NanScratch {
     /// offset of the operator the main pass is at), which it did not follow while armed.
     pub(crate) fn replay<'a>(
         &mut self,
-        from: BinaryReader<'a>,
+        mut from: BinaryReader<'a>,
         until: usize,
         resources: &ValidatorResources,
         trace: &mut Trace<'a>,
     ) -> Result<(), GaveUp> {
-        let mut ops = OperatorsReader::new(from);
-        while ops.original_position() < until {
-            let op = ops.read().map_err(|_| GaveUp)?;
-            let kind = OpKind::of(&op).ok_or(GaveUp)?;
-            let next = ops.original_position();
-            self.step(&op, kind, next, resources)?;
-            trace.push(&op, kind, next);
+        // The frames open where the analysis was armed are the run's so far.
+        let mut frames = std::mem::take(&mut self.resume_frames);
+        frames.clear();
+        frames.extend(self.frames.iter().map(|frame| frame.kind));
+        let mut resume = Resume {
+            frames: &mut frames,
+        };
+        let mut result = Ok(());
+        while result.is_ok() && from.original_position() < until {
+            result = resume.read(&mut from).and_then(|(op, kind)| {
+                let next = from.original_position();
+                let stepped = self.step(&op, kind, next, resources);
+                trace.push(op, kind, next);
+                stepped
+            });
         }
-        if ops.original_position() == until {
+        self.resume_frames = frames;
+        result?;
+        if from.original_position() == until && !self.done {
             Ok(())
         } else {
             Err(GaveUp)
