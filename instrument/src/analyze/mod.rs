@@ -340,8 +340,12 @@ pub(crate) fn analyze_function<'a>(
     let ops_start = reader.original_position();
 
     let locals = validator.len_locals();
-    let (declared, slots) = count_locals(body, validator)?;
-    let local_slots = if plan.stack_limit { slots } else { 0 };
+    let locals_summary = count_locals(body, validator)?;
+    let local_slots = if plan.stack_limit {
+        locals_summary.slots
+    } else {
+        0
+    };
 
     let mut analysis = Analysis {
         out: FunctionPlan {
@@ -398,11 +402,12 @@ pub(crate) fn analyze_function<'a>(
     }
     analysis.start_block(ops_start, true);
     // The entry block also pays for the declared locals the engine zeroes on every call.
-    analysis.current.gas = plan.costs.locals_charge(declared);
+    analysis.current.gas = plan.costs.locals_charge(locals_summary.declared);
 
     // Scalar NaN canonicalization points are found by `nans`, whose first run rides along
     // from the first float local read or scalar NaN producer on (`starts_nan_analysis`).
     let observed_nans = plan.canonicalize_nans && !plan.eager_nans;
+    let float_locals = locals_summary.floats;
     let mut nan_state = NanState::Idle;
     // While `Armed`: the reader right after the read that armed the analysis.
     let mut armed_at: Option<BinaryReader<'_>> = None;
@@ -415,7 +420,7 @@ pub(crate) fn analyze_function<'a>(
         frames: std::mem::take(&mut scratch.validator_frames),
         mirror_exact: true,
         analysis,
-        fast: Fast::for_state(observed_nans, NanState::Idle),
+        fast: Fast::for_state(observed_nans, float_locals, NanState::Idle),
     };
     driver.frames.clear();
     driver.frames.push(ValidatorFrame::Block);
@@ -509,7 +514,7 @@ pub(crate) fn analyze_function<'a>(
             }
         }
         driver.fast = if driver.analysis.straight.is_none() && driver.analysis.counted.is_none() {
-            Fast::for_state(observed_nans, nan_state)
+            Fast::for_state(observed_nans, float_locals, nan_state)
         } else {
             Fast::Never
         };
@@ -629,13 +634,15 @@ enum Fast {
 }
 
 impl Fast {
-    /// What the NaN analysis allows, in this state.
-    fn for_state(observed_nans: bool, state: NanState) -> Fast {
+    /// What the NaN analysis allows, in this state, in a function that declares `f32` or `f64`
+    /// locals or none.
+    fn for_state(observed_nans: bool, float_locals: bool, state: NanState) -> Fast {
         match state {
             _ if !observed_nans => Fast::All,
             NanState::Active => Fast::Never,
             // A read of a float local starts it.
-            NanState::Idle => Fast::NotLocalGet,
+            NanState::Idle if float_locals => Fast::NotLocalGet,
+            NanState::Idle => Fast::All,
             // Only a scalar NaN producer moves these on, and none is plain.
             NanState::Armed | NanState::Failed => Fast::All,
         }
@@ -790,27 +797,44 @@ pub(crate) fn params_of(validator: &FuncValidator<ValidatorResources>) -> Option
     }
 }
 
-/// How many locals a function declares (parameters excluded), and the stack slots of its
-/// parameters and locals, counted per parameter and per local *declaration*: a body declares
-/// up to 50,000 locals in five bytes, and the pass must stay linear in the input's size, not
-/// in the number of locals it declares.
+/// What a function's parameters and locals are, for the analysis.
+struct LocalsSummary {
+    /// How many locals the function declares (parameters excluded).
+    declared: u64,
+    /// The stack slots of its parameters and locals.
+    slots: u64,
+    /// Whether it declares an `f32` or `f64` local. A read of one starts the NaN analysis: a
+    /// later assignment of an arithmetic result may reach it through a loop. (A parameter
+    /// arrives with the caller's bits, so one that is assigned such a result too has it
+    /// canonicalized there: its reads never need the analysis.)
+    floats: bool,
+}
+
+/// Sums up a function's parameters and locals, per parameter and per local *declaration*: a
+/// body declares up to 50,000 locals in five bytes, and the pass must stay linear in the
+/// input's size, not in the number of locals it declares.
 fn count_locals(
     body: &FunctionBody<'_>,
     validator: &FuncValidator<ValidatorResources>,
-) -> Result<(u64, u64), Error> {
+) -> Result<LocalsSummary, Error> {
     let params = params_of(validator).ok_or_else(|| {
         Error::new(ErrorKind::Internal {
             message: format!("function {} has no function type", validator.index()),
         })
     })?;
-    let mut slots: u64 = params.iter().map(|&ty| slot_size(ty)).sum();
-    let mut declared = 0u64;
+    let float = |ty: ValType| matches!(ty, ValType::F32 | ValType::F64);
+    let mut summary = LocalsSummary {
+        declared: 0,
+        slots: params.iter().map(|&ty| slot_size(ty)).sum(),
+        floats: false,
+    };
     for declaration in body.get_locals_reader().map_err(invalid)? {
         let (count, ty) = declaration.map_err(invalid)?;
-        declared += u64::from(count);
-        slots += u64::from(count) * slot_size(ty);
+        summary.declared += u64::from(count);
+        summary.slots += u64::from(count) * slot_size(ty);
+        summary.floats |= count > 0 && float(ty);
     }
-    Ok((declared, slots))
+    Ok(summary)
 }
 
 struct Analysis<'a> {
