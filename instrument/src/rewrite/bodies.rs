@@ -13,7 +13,7 @@ use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::sync::Mutex;
 
-use super::body::{rewrite_body, Context};
+use super::body::{rewrite_body, Buffers, Context};
 use crate::analyze::calls::Reloads;
 use crate::analyze::FunctionPlan;
 use crate::error::Error;
@@ -37,8 +37,9 @@ pub(crate) fn write_bodies(
     out: &mut Vec<u8>,
 ) -> Result<usize, Error> {
     let total: usize = bodies.iter().map(Range::len).sum();
+    // (`out` was allocated for an output twice the input's size, which is about what the
+    // defaults make of a compiled program.)
     let Some(helpers) = helpers(threads, total) else {
-        out.reserve(estimate(&plans, bodies));
         return write_piece(wasm, &mut plans, bodies, cx, reloads, out);
     };
     let count = helpers.workers * PIECES_PER_WORKER;
@@ -58,10 +59,7 @@ pub(crate) fn write_bodies(
         }
         done
     };
-    let first = || {
-        out.reserve(estimate(first_plans, first_bodies));
-        write_piece(wasm, first_plans, first_bodies, cx, reloads, out)
-    };
+    let first = || write_piece(wasm, first_plans, first_bodies, cx, reloads, out);
     let (mut blocks, mut written) = helpers.run(first, work);
     helpers.drop_later(plans);
     written.sort_unstable_by_key(|(index, _, _)| *index);
@@ -122,12 +120,12 @@ fn write_piece(
     reloads: &Reloads,
     out: &mut Vec<u8>,
 ) -> Result<usize, Error> {
-    let mut scratch = Vec::new();
+    let mut buffers = Buffers::default();
     let mut blocks = 0;
     for (plan, body) in plans.iter_mut().zip(bodies) {
         reloads.place(plan);
         blocks += plan.charged_blocks();
-        rewrite_body(wasm, body.clone(), plan, cx, &mut scratch, out)?;
+        rewrite_body(wasm, body.clone(), plan, cx, &mut buffers, out)?;
     }
     Ok(blocks)
 }

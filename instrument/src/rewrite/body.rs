@@ -36,26 +36,42 @@ pub(crate) struct Context<'a> {
     pub costs: &'a CostModel,
 }
 
+/// Reusable buffers for [`rewrite_body`], so that rewriting a module's bodies does not
+/// allocate per function.
+#[derive(Default)]
+pub(crate) struct Buffers {
+    /// The inserted code.
+    code: Vec<u8>,
+    /// Each insertion's offset in the original body, and where its code ends in `code`.
+    ends: Vec<(u32, usize)>,
+    /// The local declarations, with the helper locals appended.
+    declarations: Vec<u8>,
+}
+
 /// Appends the rewritten body (size-prefixed, as the code section stores it) to `out`.
-/// `scratch` is a reusable buffer.
 ///
-/// The inserted code is emitted into `scratch` first (it is small), so the body's size is known
-/// before anything is written; the original bytes are then copied once, straight into `out`.
+/// The inserted code is emitted into a buffer first (it is small), so the body's size is
+/// known before anything is written; the original bytes are then copied once, straight into
+/// `out`.
 pub(crate) fn rewrite_body(
     wasm: &[u8],
     body: Range<usize>,
     plan: &FunctionPlan,
     cx: &Context<'_>,
-    scratch: &mut Vec<u8>,
+    buffers: &mut Buffers,
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
+    let Buffers {
+        code: scratch,
+        ends,
+        declarations,
+    } = buffers;
     scratch.clear();
-    let (locals, declarations) = declare_locals(wasm, body.start, plan)?;
+    ends.clear();
+    let locals = declare_locals(wasm, body.start, plan, declarations)?;
 
     // The insertions merged with the gas reloads (first at the same offset), and where each
     // one's code ends in `scratch`.
-    let mut ends: Vec<(u32, usize)> =
-        Vec::with_capacity(plan.insertions.len() + plan.reloads.len());
     let charger = gas::Charger::new(cx.gas_global, locals.gas);
     let mut reloads = plan.reloads.iter().copied().peekable();
     let mut insertions = plan.insertions.iter().copied().peekable();
@@ -122,10 +138,10 @@ pub(crate) fn rewrite_body(
     super::limits::check_body(body.start, size)?;
     (size as u32).encode(out);
     out.reserve(size);
-    out.extend_from_slice(&declarations);
+    out.extend_from_slice(declarations);
     let mut cursor = plan.ops_start;
     let mut inserted = 0;
-    for (offset, end) in ends {
+    for &(offset, end) in ends.iter() {
         let offset = offset as usize;
         out.extend_from_slice(&wasm[cursor..offset]);
         out.extend_from_slice(&scratch[inserted..end]);
@@ -142,12 +158,14 @@ fn internal(message: &str) -> Error {
     })
 }
 
-/// The local declarations with the helper locals appended, and where each helper lives.
+/// Writes the local declarations with the helper locals appended to `out` (cleared first);
+/// returns where each helper lives.
 fn declare_locals(
     wasm: &[u8],
     body_start: usize,
     plan: &FunctionPlan,
-) -> Result<(LocalMap, Vec<u8>), Error> {
+    out: &mut Vec<u8>,
+) -> Result<LocalMap, Error> {
     const I32: u8 = 0x7f;
     const I64: u8 = 0x7e;
     const F32: u8 = 0x7d;
@@ -156,12 +174,15 @@ fn declare_locals(
 
     let extra = plan.extra;
     let mut map = LocalMap::default();
-    let mut added: Vec<u8> = Vec::new();
+    // At most eight helpers, one type byte each.
+    let mut added = [0u8; 8];
+    let mut count = 0;
     let mut next = plan.locals;
     let mut add = |ty: u8, slot: &mut u32| {
         *slot = next;
         next += 1;
-        added.push(ty);
+        added[count] = ty;
+        count += 1;
     };
     if extra.gas {
         add(I64, &mut map.gas);
@@ -183,9 +204,12 @@ fn declare_locals(
     if extra.v128 {
         add(V128, &mut map.v128);
     }
+    let added = &added[..count];
     let original = &wasm[body_start..plan.ops_start];
+    out.clear();
     if added.is_empty() {
-        return Ok((map, original.to_vec()));
+        out.extend_from_slice(original);
+        return Ok(map);
     }
     if next > MAX_LOCALS {
         return Err(Error::new(ErrorKind::Limit {
@@ -201,11 +225,10 @@ fn declare_locals(
         .read_var_u32()
         .map_err(|_| internal("local declarations do not parse"))?;
     let rest = &original[reader.current_position()..];
-    let mut out = Vec::with_capacity(original.len() + 2 * added.len() + 5);
-    (groups + added.len() as u32).encode(&mut out);
+    (groups + added.len() as u32).encode(out);
     out.extend_from_slice(rest);
-    for ty in added {
+    for &ty in added {
         out.extend_from_slice(&[1, ty]);
     }
-    Ok((map, out))
+    Ok(map)
 }

@@ -428,7 +428,8 @@ pub(crate) fn rewrite_module(
 
     let mut validator = Validator::new_with_features(features);
     let mut writer = Writer {
-        out: Vec::with_capacity(wasm.len() + wasm.len() / 4 + 64),
+        // The defaults about double a compiled program's size.
+        out: Vec::with_capacity(2 * wasm.len() + 64),
     };
     let mut globals_written = false;
     let mut exports_written = false;
