@@ -32,6 +32,9 @@ pub struct CostModel {
     /// SHA-256 of the operator prices, computed on first use (hashing ~700 names is the
     /// expensive part of a fingerprint) and dropped by every change to them.
     prices_digest: std::sync::OnceLock<[u8; 32]>,
+    /// The whole fingerprint, with the per-unit prices it was computed for (public fields a
+    /// caller may change after): instrumenting writes it into every module.
+    fingerprint: std::sync::OnceLock<([UnitPrice; 4], [u8; 32])>,
     /// What `memory.copy`, `memory.fill` and `memory.init` pay per byte, on top of their base
     /// price. Default: 1 gas per 8 bytes.
     pub memory_bytes: UnitPrice,
@@ -115,6 +118,7 @@ impl Default for CostModel {
         CostModel {
             prices: default_prices(),
             prices_digest: std::sync::OnceLock::new(),
+            fingerprint: std::sync::OnceLock::new(),
             memory_bytes: UnitPrice::new(1, 3),
             table_elements: UnitPrice::new(1, 0),
             memory_pages: UnitPrice::new(64, 0),
@@ -231,6 +235,7 @@ impl CostModel {
         CostModel {
             prices: vec![price; OPERATORS.len()].into(),
             prices_digest: std::sync::OnceLock::new(),
+            fingerprint: std::sync::OnceLock::new(),
             ..CostModel::default()
         }
     }
@@ -250,6 +255,7 @@ impl CostModel {
         prices[index] = price;
         self.prices = prices.into();
         self.prices_digest = std::sync::OnceLock::new();
+        self.fingerprint = std::sync::OnceLock::new();
         Ok(())
     }
 
@@ -315,6 +321,26 @@ impl CostModel {
     /// A SHA-256 digest of every operator's name and price (in name order) and of the
     /// per-unit prices. Equal prices give equal fingerprints, whatever order they were set in.
     pub fn fingerprint(&self) -> [u8; 32] {
+        let units = [
+            self.memory_bytes,
+            self.table_elements,
+            self.memory_pages,
+            self.locals,
+        ];
+        match self.fingerprint.get() {
+            Some((computed_for, fingerprint)) if *computed_for == units => *fingerprint,
+            _ => {
+                let fingerprint = self.compute_fingerprint();
+                // Kept for the first per-unit prices asked about only (the usual case: they
+                // are set once, before anything is instrumented).
+                let _ = self.fingerprint.set((units, fingerprint));
+                fingerprint
+            }
+        }
+    }
+
+    /// [`CostModel::fingerprint`], computed.
+    fn compute_fingerprint(&self) -> [u8; 32] {
         let prices = self.prices_digest.get_or_init(|| {
             let mut entries: Vec<(&str, u32)> = OPERATORS
                 .iter()
@@ -445,6 +471,30 @@ mod tests {
             too_big.unwrap_err().kind(),
             ErrorKind::CostModel { .. }
         ));
+    }
+
+    #[test]
+    fn the_fingerprint_follows_per_unit_prices_changed_after_it_was_computed() {
+        let mut m = CostModel::default();
+        let first = m.fingerprint();
+        assert_eq!(m.fingerprint(), first);
+        m.memory_pages = UnitPrice::new(65, 0);
+        let changed = m.fingerprint();
+        assert_ne!(changed, first);
+        let fresh = CostModel {
+            memory_pages: UnitPrice::new(65, 0),
+            ..CostModel::default()
+        };
+        assert_eq!(changed, fresh.fingerprint());
+        m.memory_pages = CostModel::default().memory_pages;
+        assert_eq!(m.fingerprint(), first);
+        // A copy made after the fingerprint was kept, then changed, follows its own prices.
+        let mut copy = m.clone();
+        copy.locals = UnitPrice::new(2, 4);
+        assert_ne!(copy.fingerprint(), first);
+        // Setting an operator's price drops what was kept.
+        m.set("i32.add", 7).unwrap();
+        assert_ne!(m.fingerprint(), first);
     }
 
     #[test]
