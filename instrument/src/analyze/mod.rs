@@ -619,17 +619,20 @@ enum NanState {
     Failed,
 }
 
-/// Which operators in [`PLAIN`] the [`Driver`] analyses itself, right after validating them,
-/// without building an `Operator` (most operators are plain, and this is the pass's
-/// innermost loop).
+/// Which operators in [`PLAIN`], and which `local.set`s and `local.tee`s, the [`Driver`]
+/// analyses itself, right after validating them, without building an `Operator` (most
+/// operators are plain, and this is the pass's innermost loop).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fast {
     /// None: a loop that may be counted is open (its body's operators are recorded), or the
     /// NaN analysis follows every operator.
     Never,
-    /// All but `local.get`, which may start the NaN analysis.
+    /// The plain ones but `local.get`, which may start the NaN analysis; writes to locals
+    /// are recorded for it (`Analysis::nan_sets`).
     NotLocalGet,
-    /// All of them.
+    /// All of them, writes to locals too: nothing records them. (Before the NaN analysis
+    /// starts no arithmetic result has been assigned, and what else was assigned matters
+    /// only to declared float locals: a parameter holds the caller's bits anyway.)
     All,
 }
 
@@ -690,12 +693,13 @@ impl FrameStack for Driver<'_, '_, '_> {
 }
 
 impl Driver<'_, '_, '_> {
-    /// Whether the plain operator of this kind is analysed in its visit.
+    /// Whether the operator of this kind, plain or a write to a local, is analysed in its
+    /// visit.
     #[inline(always)]
     fn analyses(&self, kind: OpKind) -> bool {
         match self.fast {
             Fast::All => true,
-            Fast::NotLocalGet => kind != OpKind::LocalGet,
+            Fast::NotLocalGet => PLAIN[kind as usize] && kind != OpKind::LocalGet,
             Fast::Never => false,
         }
     }
@@ -738,7 +742,7 @@ macro_rules! define_driver {
             fn $visit(&mut self $($(, $arg: $argty)*)?) -> Self::Output {
                 self.validator.visitor(self.offset).$visit($($($arg.clone()),*)?)?;
                 self.mirror(OpKind::$op);
-                if const { PLAIN[OpKind::$op as usize] } && self.analyses(OpKind::$op) {
+                if const { FAST[OpKind::$op as usize] } && self.analyses(OpKind::$op) {
                     self.analysis.plain(OpKind::$op, &*self.validator);
                     self.kind = None;
                     return Ok(());
@@ -1050,7 +1054,7 @@ impl Analysis<'_> {
         }
     }
 
-    /// Analyses a plain operator the [`Driver`] did not keep (see [`Fast`]): what
+    /// Analyses an operator the [`Driver`] did not keep (see [`Fast`]): what
     /// [`Analysis::operator`] does for it, and the deepest operand stack for the stack limit.
     #[inline(always)]
     fn plain(&mut self, kind: OpKind, validator: &FuncValidator<ValidatorResources>) {
@@ -1571,6 +1575,16 @@ const fn is_plain(kind: OpKind) -> bool {
     );
     !special && nan_producer(kind).is_none() && !nans::has_hint(kind)
 }
+
+/// The operators the [`Driver`] may analyse itself ([`Fast`]): the [`PLAIN`] ones, and
+/// `local.set` and `local.tee`, which outside a loop that may be counted only add their price
+/// and feed the NaN analysis's bookkeeping.
+const FAST: [bool; OPERATORS.len()] = {
+    let mut fast = PLAIN;
+    fast[OpKind::LocalSet as usize] = true;
+    fast[OpKind::LocalTee as usize] = true;
+    fast
+};
 
 /// For each operator kind: whether ri-sandbox meters its proposal (a compact copy of
 /// `OpInfo::metered`, read for every operator).
