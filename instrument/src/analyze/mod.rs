@@ -619,20 +619,21 @@ enum NanState {
     Failed,
 }
 
-/// Which operators in [`PLAIN`], and which `local.set`s and `local.tee`s, the [`Driver`]
-/// analyses itself, right after validating them, without building an `Operator` (most
-/// operators are plain, and this is the pass's innermost loop).
+/// Which operators in [`FAST`] the [`Driver`] analyses itself, right after validating them,
+/// without building an `Operator` (most operators are in it, and this is the pass's
+/// innermost loop).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fast {
     /// None: a loop that may be counted is open (its body's operators are recorded), or the
     /// NaN analysis follows every operator.
     Never,
-    /// The plain ones but `local.get`, which may start the NaN analysis; writes to locals
-    /// are recorded for it (`Analysis::nan_sets`).
+    /// The [`PLAIN`] ones but `local.get`, which may start the NaN analysis; writes to
+    /// locals, with the hint of the operator before, are recorded for it
+    /// (`Analysis::nan_sets`).
     NotLocalGet,
-    /// All of them, writes to locals too: nothing records them. (Before the NaN analysis
-    /// starts no arithmetic result has been assigned, and what else was assigned matters
-    /// only to declared float locals: a parameter holds the caller's bits anyway.)
+    /// All of them: nothing records writes or hints. (Before the NaN analysis starts no
+    /// arithmetic result has been assigned, and what else was assigned matters only to
+    /// declared float locals: a parameter holds the caller's bits anyway.)
     All,
 }
 
@@ -1538,6 +1539,12 @@ const PLAIN: [bool; OPERATORS.len()] = {
 
 /// The classifier [`PLAIN`] is built from (the metered and SIMD checks aside).
 const fn is_plain(kind: OpKind) -> bool {
+    only_priced(kind) && !nans::has_hint(kind)
+}
+
+/// Whether, outside a loop that may be counted, the analysis of operators of this kind adds
+/// their price and at most keeps their `nans::hint` (the metered and SIMD checks aside).
+const fn only_priced(kind: OpKind) -> bool {
     use OpKind as K;
     let special = matches!(
         kind,
@@ -1573,14 +1580,21 @@ const fn is_plain(kind: OpKind) -> bool {
             | K::LocalSet
             | K::LocalTee
     );
-    !special && nan_producer(kind).is_none() && !nans::has_hint(kind)
+    !special && nan_producer(kind).is_none()
 }
 
-/// The operators the [`Driver`] may analyse itself ([`Fast`]): the [`PLAIN`] ones, and
-/// `local.set` and `local.tee`, which outside a loop that may be counted only add their price
-/// and feed the NaN analysis's bookkeeping.
+/// The operators the [`Driver`] may analyse itself ([`Fast`]): the [`PLAIN`] ones, those
+/// that only have a `nans::hint` besides (`global.get`, float loads and constants, ...), and
+/// `local.set` and `local.tee`: outside a loop that may be counted, these only add their
+/// price and feed the NaN analysis's bookkeeping.
 const FAST: [bool; OPERATORS.len()] = {
-    let mut fast = PLAIN;
+    let mut fast = [false; OPERATORS.len()];
+    let mut i = 0;
+    while i < ALL.len() {
+        let info = &OPERATORS[i];
+        fast[i] = info.metered && !info.simd && only_priced(ALL[i]);
+        i += 1;
+    }
     fast[OpKind::LocalSet as usize] = true;
     fast[OpKind::LocalTee as usize] = true;
     fast
