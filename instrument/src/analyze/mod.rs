@@ -513,7 +513,7 @@ pub(crate) fn analyze_function<'a>(
                 trace.push(op, kind, next);
             }
         }
-        driver.fast = if driver.analysis.straight.is_none() && driver.analysis.counted.is_none() {
+        driver.fast = if driver.analysis.counted.is_none() {
             Fast::for_state(observed_nans, float_locals, nan_state)
         } else {
             Fast::Never
@@ -624,7 +624,7 @@ enum NanState {
 /// innermost loop).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fast {
-    /// None: a loop that may be counted is open (its body's operators are recorded), or the
+    /// None: a counted loop's back edge was just read (its `end` must come next), or the
     /// NaN analysis follows every operator.
     Never,
     /// The [`PLAIN`] ones but `local.get`, which may start the NaN analysis; writes to
@@ -745,6 +745,11 @@ macro_rules! define_driver {
                 self.mirror(OpKind::$op);
                 if const { FAST[OpKind::$op as usize] } && self.analyses(OpKind::$op) {
                     self.analysis.plain(OpKind::$op, &*self.validator);
+                    if self.analysis.straight.is_some() {
+                        // (Built only to be matched on, in line: no operator is kept.)
+                        self.analysis
+                            .record_straight(&Operator::$op $({ $($arg: $arg.clone()),* })?);
+                    }
                     self.kind = None;
                     return Ok(());
                 }
@@ -1252,6 +1257,13 @@ impl Analysis<'_> {
             }
             _ => {}
         }
+        self.record_straight(op);
+    }
+
+    /// In a loop whose body is one metered block so far: keeps the body's last operators and
+    /// the locals it writes, for [`Analysis::counted_back_edge`].
+    #[inline(always)]
+    fn record_straight(&mut self, op: &Operator<'_>) {
         if let Some(straight) = &mut self.straight {
             let recent = match *op {
                 Operator::LocalGet { local_index } => Recent::Get(local_index),
