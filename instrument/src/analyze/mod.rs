@@ -736,6 +736,38 @@ impl Driver<'_, '_, '_> {
     }
 }
 
+/// [`straight_entry`] of the operator a visit of the [`Driver`] has the name and immediates
+/// of, without building it (checked against [`straight_entry`] in debug builds).
+macro_rules! straight_entry {
+    (LocalGet { $local:ident }) => {
+        (Recent::Get($local), None)
+    };
+    (LocalSet { $local:ident }) => {
+        (Recent::Other, Some($local))
+    };
+    (LocalTee { $local:ident }) => {
+        (Recent::Tee($local), Some($local))
+    };
+    (I32Const { $value:ident }) => {
+        (Recent::Const($value), None)
+    };
+    (I32Add) => {
+        (Recent::Add, None)
+    };
+    (I32LtU) => {
+        (Recent::LtU, None)
+    };
+    (I32LtS) => {
+        (Recent::LtS, None)
+    };
+    (I32Ne) => {
+        (Recent::Ne, None)
+    };
+    ($($other:tt)*) => {
+        (Recent::Other, None)
+    };
+}
+
 macro_rules! define_driver {
     ($( @$proposal:ident $op:ident $({ $($arg:ident: $argty:ty),* })? => $visit:ident ($($ann:tt)*) )*) => {
         $(
@@ -746,9 +778,12 @@ macro_rules! define_driver {
                 if const { FAST[OpKind::$op as usize] } && self.analyses(OpKind::$op) {
                     self.analysis.plain(OpKind::$op, &*self.validator);
                     if self.analysis.straight.is_some() {
-                        // (Built only to be matched on, in line: no operator is kept.)
-                        self.analysis
-                            .record_straight(&Operator::$op $({ $($arg: $arg.clone()),* })?);
+                        let entry = straight_entry!($op $({ $($arg),* })?);
+                        if cfg!(debug_assertions) {
+                            let op = Operator::$op $({ $($arg: $arg.clone()),* })?;
+                            assert_eq!(entry, straight_entry(&op), "{op:?}");
+                        }
+                        self.analysis.record_straight_entry(entry);
                     }
                     self.kind = None;
                     return Ok(());
@@ -866,6 +901,22 @@ struct Analysis<'a> {
     loop_writes: Vec<u32>,
     /// A counted back edge just read; the loop qualifies if its `end` comes next.
     counted: Option<PendingLoop>,
+}
+
+/// What counted-loop recognition keeps of an operator: how it may take part in a back edge,
+/// and the local it writes.
+fn straight_entry(op: &Operator<'_>) -> (Recent, Option<u32>) {
+    match *op {
+        Operator::LocalGet { local_index } => (Recent::Get(local_index), None),
+        Operator::LocalSet { local_index } => (Recent::Other, Some(local_index)),
+        Operator::LocalTee { local_index } => (Recent::Tee(local_index), Some(local_index)),
+        Operator::I32Const { value } => (Recent::Const(value), None),
+        Operator::I32Add => (Recent::Add, None),
+        Operator::I32LtU => (Recent::LtU, None),
+        Operator::I32LtS => (Recent::LtS, None),
+        Operator::I32Ne => (Recent::Ne, None),
+        _ => (Recent::Other, None),
+    }
 }
 
 /// The operators a counted loop's back edge is recognised by.
@@ -1264,24 +1315,19 @@ impl Analysis<'_> {
     /// the locals it writes, for [`Analysis::counted_back_edge`].
     #[inline(always)]
     fn record_straight(&mut self, op: &Operator<'_>) {
+        if self.straight.is_some() {
+            self.record_straight_entry(straight_entry(op));
+        }
+    }
+
+    /// [`Analysis::record_straight`] with what it keeps of the operator
+    /// ([`straight_entry`]).
+    #[inline(always)]
+    fn record_straight_entry(&mut self, (recent, written): (Recent, Option<u32>)) {
         if let Some(straight) = &mut self.straight {
-            let recent = match *op {
-                Operator::LocalGet { local_index } => Recent::Get(local_index),
-                Operator::LocalSet { local_index } => {
-                    self.loop_writes.push(local_index);
-                    Recent::Other
-                }
-                Operator::LocalTee { local_index } => {
-                    self.loop_writes.push(local_index);
-                    Recent::Tee(local_index)
-                }
-                Operator::I32Const { value } => Recent::Const(value),
-                Operator::I32Add => Recent::Add,
-                Operator::I32LtU => Recent::LtU,
-                Operator::I32LtS => Recent::LtS,
-                Operator::I32Ne => Recent::Ne,
-                _ => Recent::Other,
-            };
+            if let Some(local) = written {
+                self.loop_writes.push(local);
+            }
             straight.recent.rotate_left(1);
             straight.recent[5] = recent;
         }
