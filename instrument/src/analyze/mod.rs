@@ -1174,7 +1174,18 @@ impl Analysis<'_> {
             if kind.info().simd {
                 self.uses_v128 = true;
             }
-            self.side_effects(op, kind, offset, next, resources);
+            if SIDE_EFFECTS[kind as usize] {
+                self.side_effects(op, kind, offset, next, resources);
+            } else if cfg!(debug_assertions) {
+                // The tests keep `SIDE_EFFECTS` honest.
+                let footprint = self.footprint();
+                self.side_effects(op, kind, offset, next, resources);
+                assert_eq!(
+                    footprint,
+                    self.footprint(),
+                    "{kind:?} is not in SIDE_EFFECTS but has some"
+                );
+            }
             if self.plan.canonicalize_nans && !self.plan.eager_nans {
                 if let Operator::LocalSet { local_index } | Operator::LocalTee { local_index } = op
                 {
@@ -1656,6 +1667,37 @@ const FAST: [bool; OPERATORS.len()] = {
     fast[OpKind::LocalSet as usize] = true;
     fast[OpKind::LocalTee as usize] = true;
     fast
+};
+
+/// The operators [`Analysis::side_effects`] has something to do for: bulk operations (size
+/// charges), calls and NaN producers.
+const SIDE_EFFECTS: [bool; OPERATORS.len()] = {
+    use OpKind as K;
+    let mut table = [false; OPERATORS.len()];
+    let mut i = 0;
+    while i < ALL.len() {
+        let kind = ALL[i];
+        table[i] = nan_producer(kind).is_some()
+            || matches!(
+                kind,
+                K::MemoryCopy
+                    | K::MemoryFill
+                    | K::MemoryInit
+                    | K::MemoryGrow
+                    | K::TableCopy
+                    | K::TableFill
+                    | K::TableInit
+                    | K::TableGrow
+                    | K::Call
+                    | K::CallIndirect
+                    | K::CallRef
+                    | K::ReturnCall
+                    | K::ReturnCallIndirect
+                    | K::ReturnCallRef
+            );
+        i += 1;
+    }
+    table
 };
 
 /// For each operator kind: whether ri-sandbox meters its proposal (a compact copy of
