@@ -1589,22 +1589,30 @@ const fn nan_producer(kind: OpKind) -> Option<FloatKind> {
     })
 }
 
+/// A table indexed by `OpKind as usize`, computed at compile time from each kind and its
+/// `OpInfo`.
+macro_rules! kind_table {
+    (|$kind:ident, $info:ident| $value:expr) => {{
+        let mut table = [false; OPERATORS.len()];
+        let mut i = 0;
+        while i < ALL.len() {
+            let $kind = ALL[i];
+            let $info = &OPERATORS[i];
+            table[i] = $value;
+            i += 1;
+        }
+        table
+    }};
+}
+
 /// For each operator kind (indexed by `OpKind as usize`): whether the analysis only adds its
 /// price to the current block, so the main loop can skip everything else. Not plain: control
 /// and calls, bulk operations (size charges), `local.set`/`local.tee` (NaN assignments,
 /// counted loops), SIMD (frame slot size), NaN producers and what `nans::hint` decides, and
 /// anything not metered. (Inside a loop that may be counted every operator takes the full
 /// path.)
-const PLAIN: [bool; OPERATORS.len()] = {
-    let mut plain = [false; OPERATORS.len()];
-    let mut i = 0;
-    while i < ALL.len() {
-        let info = &OPERATORS[i];
-        plain[i] = info.metered && !info.simd && is_plain(ALL[i]);
-        i += 1;
-    }
-    plain
-};
+const PLAIN: [bool; OPERATORS.len()] =
+    kind_table!(|kind, info| info.metered && !info.simd && is_plain(kind));
 
 /// The classifier [`PLAIN`] is built from (the metered and SIMD checks aside).
 const fn is_plain(kind: OpKind) -> bool {
@@ -1632,7 +1640,18 @@ const fn only_priced(kind: OpKind) -> bool {
             | K::Unreachable
             | K::Throw
             | K::ThrowRef
-            | K::Call
+            | K::LocalSet
+            | K::LocalTee
+    );
+    !special && !calls_or_sized(kind) && nan_producer(kind).is_none()
+}
+
+/// Calls (which the call graph needs) and the bulk operations that pay by size.
+const fn calls_or_sized(kind: OpKind) -> bool {
+    use OpKind as K;
+    matches!(
+        kind,
+        K::Call
             | K::CallIndirect
             | K::CallRef
             | K::ReturnCall
@@ -1646,71 +1665,26 @@ const fn only_priced(kind: OpKind) -> bool {
             | K::TableFill
             | K::TableInit
             | K::TableGrow
-            | K::LocalSet
-            | K::LocalTee
-    );
-    !special && nan_producer(kind).is_none()
+    )
 }
 
 /// The operators the [`Driver`] may analyse itself ([`Fast`]): the [`PLAIN`] ones, those
 /// that only have a `nans::hint` besides (`global.get`, float loads and constants, ...), and
 /// `local.set` and `local.tee`: outside a loop that may be counted, these only add their
 /// price and feed the NaN analysis's bookkeeping.
-const FAST: [bool; OPERATORS.len()] = {
-    let mut fast = [false; OPERATORS.len()];
-    let mut i = 0;
-    while i < ALL.len() {
-        let info = &OPERATORS[i];
-        fast[i] = info.metered && !info.simd && only_priced(ALL[i]);
-        i += 1;
-    }
-    fast[OpKind::LocalSet as usize] = true;
-    fast[OpKind::LocalTee as usize] = true;
-    fast
-};
+const FAST: [bool; OPERATORS.len()] = kind_table!(|kind, info| {
+    matches!(kind, OpKind::LocalSet | OpKind::LocalTee)
+        || (info.metered && !info.simd && only_priced(kind))
+});
 
 /// The operators [`Analysis::side_effects`] has something to do for: bulk operations (size
 /// charges), calls and NaN producers.
-const SIDE_EFFECTS: [bool; OPERATORS.len()] = {
-    use OpKind as K;
-    let mut table = [false; OPERATORS.len()];
-    let mut i = 0;
-    while i < ALL.len() {
-        let kind = ALL[i];
-        table[i] = nan_producer(kind).is_some()
-            || matches!(
-                kind,
-                K::MemoryCopy
-                    | K::MemoryFill
-                    | K::MemoryInit
-                    | K::MemoryGrow
-                    | K::TableCopy
-                    | K::TableFill
-                    | K::TableInit
-                    | K::TableGrow
-                    | K::Call
-                    | K::CallIndirect
-                    | K::CallRef
-                    | K::ReturnCall
-                    | K::ReturnCallIndirect
-                    | K::ReturnCallRef
-            );
-        i += 1;
-    }
-    table
-};
+const SIDE_EFFECTS: [bool; OPERATORS.len()] =
+    kind_table!(|kind, _info| nan_producer(kind).is_some() || calls_or_sized(kind));
 
 /// For each operator kind: whether ri-sandbox meters its proposal (a compact copy of
 /// `OpInfo::metered`, read for every operator).
-static METERED: [bool; OPERATORS.len()] = {
-    let mut metered = [false; OPERATORS.len()];
-    let mut i = 0;
-    while i < OPERATORS.len() {
-        metered[i] = OPERATORS[i].metered;
-        i += 1;
-    }
-    metered
-};
+static METERED: [bool; OPERATORS.len()] = kind_table!(|_kind, info| info.metered);
 
 /// The error for an operator of a proposal ri-sandbox does not meter or cannot make
 /// deterministic.
