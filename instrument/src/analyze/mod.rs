@@ -405,7 +405,8 @@ pub(crate) fn analyze_function<'a>(
     analysis.current.gas = plan.costs.locals_charge(locals_summary.declared);
 
     // Scalar NaN canonicalization points are found by `nans`, whose first run rides along
-    // from the first float local read or scalar NaN producer on (`starts_nan_analysis`).
+    // from the first float local read or scalar NaN producer on (`starts_nan_analysis`; the
+    // driver lets reads through unseen in a function that declares no float local).
     let observed_nans = plan.canonicalize_nans && !plan.eager_nans;
     let float_locals = locals_summary.floats;
     let mut nan_state = NanState::Idle;
@@ -440,7 +441,7 @@ pub(crate) fn analyze_function<'a>(
             );
             assert_eq!(mirrored, actual, "the frame mirror drifted at {offset:#x}");
         }
-        // `None` when the driver analysed a plain operator itself.
+        // `None` when the driver analysed the operator itself (`Fast`).
         let (Some(op), Some(kind)) = (&driver.op, driver.kind) else {
             continue;
         };
