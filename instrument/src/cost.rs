@@ -34,7 +34,7 @@ pub struct CostModel {
     prices_digest: std::sync::OnceLock<[u8; 32]>,
     /// The whole fingerprint, with the per-unit prices it was computed for (public fields a
     /// caller may change after): instrumenting writes it into every module.
-    fingerprint: std::sync::OnceLock<([UnitPrice; 4], [u8; 32])>,
+    kept_fingerprint: std::sync::OnceLock<([UnitPrice; 4], [u8; 32])>,
     /// What `memory.copy`, `memory.fill` and `memory.init` pay per byte, on top of their base
     /// price. Default: 1 gas per 8 bytes.
     pub memory_bytes: UnitPrice,
@@ -118,7 +118,7 @@ impl Default for CostModel {
         CostModel {
             prices: default_prices(),
             prices_digest: std::sync::OnceLock::new(),
-            fingerprint: std::sync::OnceLock::new(),
+            kept_fingerprint: std::sync::OnceLock::new(),
             memory_bytes: UnitPrice::new(1, 3),
             table_elements: UnitPrice::new(1, 0),
             memory_pages: UnitPrice::new(64, 0),
@@ -235,7 +235,7 @@ impl CostModel {
         CostModel {
             prices: vec![price; OPERATORS.len()].into(),
             prices_digest: std::sync::OnceLock::new(),
-            fingerprint: std::sync::OnceLock::new(),
+            kept_fingerprint: std::sync::OnceLock::new(),
             ..CostModel::default()
         }
     }
@@ -255,7 +255,7 @@ impl CostModel {
         prices[index] = price;
         self.prices = prices.into();
         self.prices_digest = std::sync::OnceLock::new();
-        self.fingerprint = std::sync::OnceLock::new();
+        self.kept_fingerprint = std::sync::OnceLock::new();
         Ok(())
     }
 
@@ -327,13 +327,13 @@ impl CostModel {
             self.memory_pages,
             self.locals,
         ];
-        match self.fingerprint.get() {
+        match self.kept_fingerprint.get() {
             Some((computed_for, fingerprint)) if *computed_for == units => *fingerprint,
             _ => {
                 let fingerprint = self.compute_fingerprint();
                 // Kept for the first per-unit prices asked about only (the usual case: they
                 // are set once, before anything is instrumented).
-                let _ = self.fingerprint.set((units, fingerprint));
+                let _ = self.kept_fingerprint.set((units, fingerprint));
                 fingerprint
             }
         }

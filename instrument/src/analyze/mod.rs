@@ -631,7 +631,7 @@ enum Fast {
     /// The [`PLAIN`] ones but `local.get`, which may start the NaN analysis; writes to
     /// locals, with the hint of the operator before, are recorded for it
     /// (`Analysis::nan_sets`).
-    NotLocalGet,
+    PlainButReads,
     /// All of them: nothing records writes or hints. (Before the NaN analysis starts no
     /// arithmetic result has been assigned, and what else was assigned matters only to
     /// declared float locals: a parameter holds the caller's bits anyway.)
@@ -646,7 +646,7 @@ impl Fast {
             _ if !observed_nans => Fast::All,
             NanState::Active => Fast::Never,
             // A read of a float local starts it.
-            NanState::Idle if float_locals => Fast::NotLocalGet,
+            NanState::Idle if float_locals => Fast::PlainButReads,
             NanState::Idle => Fast::All,
             // Only a scalar NaN producer moves these on, and none is plain.
             NanState::Armed | NanState::Failed => Fast::All,
@@ -701,7 +701,7 @@ impl Driver<'_, '_, '_> {
     fn analyses(&self, kind: OpKind) -> bool {
         match self.fast {
             Fast::All => true,
-            Fast::NotLocalGet => PLAIN[kind as usize] && kind != OpKind::LocalGet,
+            Fast::PlainButReads => PLAIN[kind as usize] && kind != OpKind::LocalGet,
             Fast::Never => false,
         }
     }
@@ -1091,10 +1091,7 @@ impl Analysis<'_> {
         // that it did nothing else, so the tests keep `PLAIN` honest.)
         let plain = PLAIN[kind as usize] && self.straight.is_none() && self.counted.is_none();
         if plain && !cfg!(debug_assertions) {
-            if reachable {
-                self.add_price(kind);
-            }
-            self.previous_hint = None;
+            self.price_only(kind);
             return;
         }
         let footprint = plain.then(|| self.footprint());
@@ -1116,15 +1113,22 @@ impl Analysis<'_> {
     /// [`Analysis::operator`] does for it, and the deepest operand stack for the stack limit.
     #[inline(always)]
     fn plain(&mut self, kind: OpKind, validator: &FuncValidator<ValidatorResources>) {
-        if self.reachable() {
-            self.add_price(kind);
-        }
-        self.previous_hint = None;
+        self.price_only(kind);
         if self.plan.stack_limit {
             self.max_operands = self
                 .max_operands
                 .max(u64::from(validator.operand_stack_height()));
         }
+    }
+
+    /// All the analysis of an operator that only adds its price: that, when reachable (and
+    /// it leaves no hint for a write after it).
+    #[inline(always)]
+    fn price_only(&mut self, kind: OpKind) {
+        if self.reachable() {
+            self.add_price(kind);
+        }
+        self.previous_hint = None;
     }
 
     /// Adds an operator's price to the current block.
