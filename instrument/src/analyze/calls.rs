@@ -36,7 +36,9 @@
 //! most that much on top of a chain that was accounted for, the same bound a leaf gets (ABI
 //! section 4). Every function it can call is then bounded too.
 
-use super::{DirectCall, FunctionPlan, GasEvent, ENTRY, INDIRECT, LEAF_FRAME_LIMIT};
+use super::{
+    DirectCall, FunctionPlan, GasEvent, PlanLists, Plans, ENTRY, INDIRECT, LEAF_FRAME_LIMIT,
+};
 use std::collections::BTreeSet;
 
 /// What the call-graph decisions need to know about the module besides the plans.
@@ -52,7 +54,7 @@ pub(crate) struct Module<'a> {
 /// Skips the stack accounting of bounded functions and pre-pays entry blocks; returns what
 /// placing each function's gas-local reloads needs ([`Reloads::place`], independent for each
 /// function, so the writers do it).
-pub(crate) fn finish(plans: &mut [FunctionPlan], module: &Module<'_>) -> Reloads {
+pub(crate) fn finish(plans: &mut Plans, module: &Module<'_>) -> Reloads {
     skip_bounded_stacks(plans, module.imported);
     prepay_entries(plans, module);
     Reloads {
@@ -68,9 +70,15 @@ pub(crate) struct Reloads {
 }
 
 impl Reloads {
-    /// Places the gas-local reloads of one function's plan, finished by [`finish`].
-    pub(crate) fn place(&self, plan: &mut FunctionPlan) {
-        place_reloads(plan, &self.touches, self.imported);
+    /// Places the gas-local reloads of one function's plan (its lists in `lists`), finished
+    /// by [`finish`]: their offsets go into `reloads` (cleared first), in increasing order.
+    pub(crate) fn place(
+        &self,
+        plan: &mut FunctionPlan,
+        lists: &[PlanLists],
+        reloads: &mut Vec<u32>,
+    ) {
+        place_reloads(plan, lists, &self.touches, self.imported, reloads);
     }
 }
 
@@ -82,8 +90,8 @@ fn defined(callee: u32, imported: u32, count: usize) -> Option<usize> {
 
 /// Moves the entry-block charge of every function only direct calls reach into its call
 /// sites (see the module documentation).
-fn prepay_entries(plans: &mut [FunctionPlan], module: &Module<'_>) {
-    let count = plans.len();
+fn prepay_entries(plans: &mut Plans, module: &Module<'_>) {
+    let count = plans.functions.len();
     let mut foldable: Vec<bool> = (0..count as u32)
         .map(|i| {
             let index = module.imported + i;
@@ -110,9 +118,10 @@ fn prepay_entries(plans: &mut [FunctionPlan], module: &Module<'_>) {
                 }
                 Visit::Done(function) => function,
             };
-            let plan = &plans[function];
-            let mut gas = plan.blocks[0];
-            for call in plan.direct_calls.iter().filter(|c| c.block == 0) {
+            let plan = &plans.functions[function];
+            let mut gas = plan.blocks(&plans.lists)[0];
+            let calls = plan.direct_calls(&plans.lists);
+            for call in calls.iter().filter(|c| c.block == 0) {
                 if let Some(callee) = defined(call.callee, module.imported, count) {
                     if foldable[callee] {
                         gas = gas.saturating_add(prepay[callee]);
@@ -123,18 +132,20 @@ fn prepay_entries(plans: &mut [FunctionPlan], module: &Module<'_>) {
         },
     );
 
-    for (function, plan) in plans.iter_mut().enumerate() {
-        for call in &plan.direct_calls {
+    let Plans { functions, lists } = plans;
+    for (function, plan) in functions.iter().enumerate() {
+        for index in 0..plan.direct_calls(lists).len() {
+            let call = plan.direct_calls(lists)[index];
             if let Some(callee) = defined(call.callee, module.imported, count) {
                 if foldable[callee] {
-                    let gas = &mut plan.blocks[call.block as usize];
+                    let gas = &mut plan.blocks_mut(lists)[call.block as usize];
                     *gas = gas.saturating_add(prepay[callee]);
                 }
             }
         }
         if foldable[function] {
             // Its callers pay it (`prepay[function]` is exactly this block's cost now).
-            plan.blocks[0] = 0;
+            plan.blocks_mut(lists)[0] = 0;
         }
     }
 }
@@ -150,15 +161,15 @@ enum Visit {
 /// Visits every defined function after the functions it calls (through the calls `follow`
 /// accepts). Iterative, since call chains can be long.
 fn depth_first(
-    plans: &[FunctionPlan],
+    plans: &Plans,
     imported: u32,
     follow: impl Fn(&DirectCall) -> bool,
-    mut visit: impl FnMut(Visit, &[FunctionPlan]),
+    mut visit: impl FnMut(Visit, &Plans),
 ) {
     const NEW: u8 = 0;
     const OPEN: u8 = 1;
     const DONE: u8 = 2;
-    let count = plans.len();
+    let count = plans.functions.len();
     let mut state = vec![NEW; count];
     let mut stack: Vec<(usize, usize)> = Vec::new();
     for root in 0..count {
@@ -168,7 +179,7 @@ fn depth_first(
         state[root] = OPEN;
         stack.push((root, 0));
         while let Some(&mut (function, ref mut next)) = stack.last_mut() {
-            let calls = &plans[function].direct_calls;
+            let calls = plans.functions[function].direct_calls(&plans.lists);
             let mut descend = None;
             while *next < calls.len() {
                 let call = calls[*next];
@@ -208,12 +219,12 @@ fn depth_first(
 
 /// Removes the stack accounting of every function whose deepest call chain is bounded by
 /// [`LEAF_FRAME_LIMIT`] (see the module documentation).
-fn skip_bounded_stacks(plans: &mut [FunctionPlan], imported: u32) {
-    if !plans.iter().any(|plan| plan.extra.level) {
+fn skip_bounded_stacks(plans: &mut Plans, imported: u32) {
+    if !plans.functions.iter().any(|plan| plan.extra.level) {
         return;
     }
     const UNBOUNDED: u64 = u64::MAX;
-    let count = plans.len();
+    let count = plans.functions.len();
     // The weight of each function's deepest call chain, callees first.
     let mut chain = vec![0u64; count];
     let mut recursive = vec![false; count];
@@ -229,12 +240,12 @@ fn skip_bounded_stacks(plans: &mut [FunctionPlan], imported: u32) {
                 }
                 Visit::Done(function) => function,
             };
-            let plan = &plans[function];
+            let plan = &plans.functions[function];
             let mut deepest = 0u64;
             if plan.indirect_calls || recursive[function] {
                 deepest = UNBOUNDED;
             }
-            for call in &plan.direct_calls {
+            for call in plan.direct_calls(&plans.lists) {
                 deepest = deepest.max(match defined(call.callee, imported, count) {
                     Some(callee) => chain[callee],
                     None => UNBOUNDED,
@@ -243,7 +254,7 @@ fn skip_bounded_stacks(plans: &mut [FunctionPlan], imported: u32) {
             chain[function] = plan.frame_cost.saturating_add(deepest);
         },
     );
-    for (plan, chain) in plans.iter_mut().zip(chain) {
+    for (plan, chain) in plans.functions.iter_mut().zip(chain) {
         if chain <= LEAF_FRAME_LIMIT {
             // Its stack insertions emit nothing without the local.
             plan.extra.level = false;
@@ -253,33 +264,49 @@ fn skip_bounded_stacks(plans: &mut [FunctionPlan], imported: u32) {
 
 /// Which defined functions can change the gas counter: those that charge, and those that
 /// call an import, call indirectly, or call a function that can.
-fn touching(plans: &[FunctionPlan], imported: u32) -> Vec<bool> {
-    let count = plans.len();
-    let mut touches: Vec<bool> = plans
+fn touching(plans: &Plans, imported: u32) -> Vec<bool> {
+    let Plans { functions, lists } = plans;
+    let count = functions.len();
+    let mut touches: Vec<bool> = functions
         .iter()
         .map(|plan| {
             plan.indirect_calls
-                || plan.blocks.iter().any(|&gas| gas > 0)
+                || plan.blocks(lists).iter().any(|&gas| gas > 0)
                 || plan.size_charges
                 || plan
-                    .direct_calls
+                    .direct_calls(lists)
                     .iter()
                     .any(|c| defined(c.callee, imported, count).is_none())
         })
         .collect();
-    // Callers of each function, to spread `touches` backwards along calls.
-    let mut callers: Vec<Vec<u32>> = vec![Vec::new(); count];
-    for (caller, plan) in plans.iter().enumerate() {
-        for call in &plan.direct_calls {
-            if let Some(callee) = defined(call.callee, imported, count) {
-                callers[callee].push(caller as u32);
-            }
-        }
+    // Callers of each function, to spread `touches` backwards along calls: function `f`'s
+    // are `callers[starts[f]..starts[f + 1]]` (two allocations, not one per callee).
+    let callees = || {
+        functions
+            .iter()
+            .enumerate()
+            .flat_map(move |(caller, plan)| {
+                let callees = plan.direct_calls(lists).iter();
+                callees
+                    .filter_map(move |call| Some((caller, defined(call.callee, imported, count)?)))
+            })
+    };
+    let mut starts = vec![0usize; count + 1];
+    for (_, callee) in callees() {
+        starts[callee + 1] += 1;
+    }
+    for function in 0..count {
+        starts[function + 1] += starts[function];
+    }
+    let mut callers = vec![0usize; starts[count]];
+    let mut filled = starts[..count].to_vec();
+    for (caller, callee) in callees() {
+        callers[filled[callee]] = caller;
+        filled[callee] += 1;
     }
     let mut work: Vec<usize> = (0..count).filter(|&f| touches[f]).collect();
     while let Some(function) = work.pop() {
-        for &caller in &callers[function] {
-            let caller = caller as usize;
+        for &caller in &callers[starts[function]..starts[function + 1]] {
             if !touches[caller] {
                 touches[caller] = true;
                 work.push(caller);
@@ -291,17 +318,24 @@ fn touching(plans: &[FunctionPlan], imported: u32) -> Vec<bool> {
 
 /// Turns a plan's gas events into reloads of its gas local (see the module documentation),
 /// and declares the local only if something reads it.
-fn place_reloads(plan: &mut FunctionPlan, touches: &[bool], imported: u32) {
+fn place_reloads(
+    plan: &mut FunctionPlan,
+    lists: &[PlanLists],
+    touches: &[bool],
+    imported: u32,
+    reloads: &mut Vec<u32>,
+) {
     let mut pending: Option<u32> = None;
-    let mut reloads = Vec::new();
+    reloads.clear();
     let mut reads = false;
-    for event in &plan.gas_events {
+    let (blocks, calls) = (plan.blocks(lists), plan.direct_calls(lists));
+    for event in plan.gas_events(lists) {
         let read = match *event {
             GasEvent::Stale { offset, call } => {
                 let stale = match call {
                     ENTRY | INDIRECT => true,
                     i => {
-                        let callee = plan.direct_calls[i as usize].callee;
+                        let callee = calls[i as usize].callee;
                         defined(callee, imported, touches.len()).is_none_or(|f| touches[f])
                     }
                 };
@@ -312,7 +346,7 @@ fn place_reloads(plan: &mut FunctionPlan, touches: &[bool], imported: u32) {
                 }
                 false
             }
-            GasEvent::Block(block) => plan.blocks[block as usize] > 0,
+            GasEvent::Block(block) => blocks[block as usize] > 0,
             GasEvent::Read => true,
             GasEvent::Branch => {
                 if let Some(offset) = pending.take() {
@@ -334,7 +368,7 @@ fn place_reloads(plan: &mut FunctionPlan, touches: &[bool], imported: u32) {
     }
     // Without any charge the local is not needed (and catch landings reload nothing).
     plan.extra.gas = reads;
-    if reads {
-        plan.reloads = reloads;
+    if !reads {
+        reloads.clear();
     }
 }

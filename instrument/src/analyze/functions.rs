@@ -15,7 +15,7 @@ use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use super::nans::Trace;
-use super::{analyze_function, FunctionPlan, Plan, Scratch};
+use super::{analyze_function, FunctionPlan, Plan, PlanLists, Plans, Scratch};
 use crate::error::{Error, ErrorKind};
 use crate::pool::helpers;
 use wasmparser::{
@@ -38,7 +38,7 @@ pub(crate) fn plan_functions(
     features: WasmFeatures,
     plan: Plan<'_>,
     threads: Option<NonZeroUsize>,
-) -> Result<Vec<FunctionPlan>, Error> {
+) -> Result<Plans, Error> {
     let count = functions.len();
     let bytes = functions.iter().map(|f| f.body.range().len()).sum();
     let helpers = helpers(threads, bytes);
@@ -53,22 +53,40 @@ pub(crate) fn plan_functions(
         queue = first;
     }
     let queue = Mutex::new(queue.into_iter());
-    let work = || worker(&queue, helpers.is_none(), features, plan);
-    let mut results = match &helpers {
+    // (Each worker's lists are sized for an equal share of the code.)
+    let share = bytes / helpers.as_ref().map_or(1, |helpers| helpers.workers);
+    let work = || vec![worker(&queue, helpers.is_none(), share, features, plan)];
+    let workers = match &helpers {
         None => work(),
         Some(helpers) => helpers.run(|| (), work).1,
     };
-    results.sort_unstable_by_key(|(index, _)| *index);
-    let mut plans = Vec::with_capacity(count);
-    for (_, result) in results {
-        plans.push(result?);
-    }
-    if plans.len() != count {
-        return Err(Error::new(ErrorKind::Internal {
-            message: format!("{} of {count} function bodies were planned", plans.len()),
+    // Each worker's plans point at its lists.
+    let mut lists = Vec::with_capacity(workers.len());
+    let mut results = Vec::with_capacity(count);
+    for (index, (worker_lists, done)) in workers.into_iter().enumerate() {
+        lists.push(worker_lists);
+        results.extend(done.into_iter().map(|(function, result)| {
+            let result = result.map(|plan| FunctionPlan {
+                lists: index,
+                ..plan
+            });
+            (function, result)
         }));
     }
-    Ok(plans)
+    results.sort_unstable_by_key(|(function, _)| *function);
+    let mut functions = Vec::with_capacity(count);
+    for (_, result) in results {
+        functions.push(result?);
+    }
+    if functions.len() != count {
+        return Err(Error::new(ErrorKind::Internal {
+            message: format!(
+                "{} of {count} function bodies were planned",
+                functions.len()
+            ),
+        }));
+    }
+    Ok(Plans { functions, lists })
 }
 
 /// A worker's reusable buffers, kept by each thread for its next call when no body it planned
@@ -84,21 +102,32 @@ thread_local! {
     static SPARE: Cell<Option<Buffers>> = const { Cell::new(None) };
 }
 
+/// What one worker planned: the lists its plans share, and the plans with their functions'
+/// indices.
+type Planned = (PlanLists, Vec<(usize, Result<FunctionPlan, Error>)>);
+
 /// One worker: plans functions from the queue until it is empty (or, when it works alone and
-/// so in module order, until one fails).
+/// so in module order, until one fails). `share`: about how many bytes of code it will plan.
 fn worker<'a>(
     queue: &Mutex<std::vec::IntoIter<(usize, PendingFunction<'a>)>>,
     alone: bool,
+    share: usize,
     features: WasmFeatures,
     plan: Plan<'_>,
-) -> Vec<(usize, Result<FunctionPlan, Error>)> {
+) -> Planned {
     // (`try_with`: a call from a thread-local's destructor, late in a thread's life, finds
     // none and keeps none rather than panic.)
     let spare = SPARE.try_with(Cell::take).ok().flatten();
     let (mut scratch, mut allocations) = *spare.unwrap_or_default();
     let mut largest = 0;
     let mut trace = Trace::new();
-    let mut done = Vec::new();
+    let mut lists = PlanLists::for_code(share);
+    // (Alone, it plans every function.)
+    let expected = match queue.lock() {
+        Ok(queue) if alone => queue.len(),
+        _ => 0,
+    };
+    let mut done = Vec::with_capacity(expected);
     // A poisoned lock means another worker panicked; the scope re-raises that panic.
     while let Some((index, function)) = queue.lock().ok().and_then(|mut queue| queue.next()) {
         largest = largest.max(function.body.range().len());
@@ -112,6 +141,7 @@ fn worker<'a>(
             plan,
             &mut scratch,
             &mut trace,
+            &mut lists,
         );
         allocations = validator.into_allocations();
         let failed = result.is_err();
@@ -123,5 +153,5 @@ fn worker<'a>(
     if largest <= KEPT_UP_TO {
         let _ = SPARE.try_with(|spare| spare.set(Some(Box::new((scratch, allocations)))));
     }
-    done
+    (lists, done)
 }

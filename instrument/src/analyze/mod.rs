@@ -53,6 +53,8 @@ mod nans;
 
 pub(crate) use functions::{plan_functions, PendingFunction};
 
+use std::ops::Range;
+
 use crate::cost::CostModel;
 use crate::error::{Error, ErrorKind};
 use crate::ops::{OpKind, ALL, OPERATORS};
@@ -178,11 +180,11 @@ pub(crate) struct ExtraLocals {
     pub v128: bool,
 }
 
-/// The metering plan for one function.
+/// The metering plan for one function. Its lists are kept with those of the other functions
+/// the same worker planned, in a [`PlanLists`]: one allocation per list and worker instead of
+/// four per function.
 #[derive(Debug, Default)]
 pub(crate) struct FunctionPlan {
-    /// Insertions, in increasing offset order (ties in the order they must be emitted).
-    pub insertions: Vec<Insertion>,
     /// Offset of the first operator (the end of the local declarations).
     pub ops_start: usize,
     /// Number of locals the function declares, parameters included.
@@ -191,22 +193,135 @@ pub(crate) struct FunctionPlan {
     pub frame_cost: u64,
     /// Which helper locals the insertions use.
     pub extra: ExtraLocals,
-    /// The cost of each metered block, indexed by [`Insert::Charge`]; block 0 is the entry
-    /// block. Direct callers pre-pay a callee's entry block ([`calls`]).
-    pub blocks: Vec<u64>,
-    /// Reachable direct calls (`call`, `return_call`), in program order.
-    pub direct_calls: Vec<DirectCall>,
     /// Whether reachable code calls through a table or a reference.
     pub indirect_calls: bool,
     /// Whether reachable code has size charges (which read the gas local).
     pub size_charges: bool,
-    /// What touches the gas local, in program order, for [`calls::Reloads::place`].
-    pub gas_events: Vec<GasEvent>,
-    /// The counted loops, indexed by [`Insert::LoopCharge`].
+    /// The counted loops, indexed by [`Insert::LoopCharge`] (rare: mostly empty, which
+    /// allocates nothing).
     pub loops: Vec<CountedLoop>,
-    /// Offsets of the gas reloads [`calls::Reloads::place`] chose, in increasing order; emitted
-    /// before the insertions at the same offset.
-    pub reloads: Vec<u32>,
+    /// Which of the code section's [`PlanLists`] hold its lists ([`Plans::lists`]).
+    lists: usize,
+    /// Where in them: see [`Draft`] for what each list holds.
+    insertions: Range<usize>,
+    blocks: Range<usize>,
+    direct_calls: Range<usize>,
+    gas_events: Range<usize>,
+}
+
+/// The lists of the plans one worker made, each plan's a contiguous span.
+#[derive(Debug, Default)]
+pub(crate) struct PlanLists {
+    insertions: Vec<Insertion>,
+    blocks: Vec<u64>,
+    direct_calls: Vec<DirectCall>,
+    gas_events: Vec<GasEvent>,
+}
+
+impl PlanLists {
+    /// Lists with room for the plans of about `bytes` bytes of code: compiled programs have
+    /// an insertion and a metered block per 20 bytes or so, a gas event per 10 and a direct
+    /// call per 50, so they rarely grow (growing them costs more than the allocations per
+    /// function they replace).
+    pub fn for_code(bytes: usize) -> Self {
+        PlanLists {
+            insertions: Vec::with_capacity(bytes / 16),
+            blocks: Vec::with_capacity(bytes / 16),
+            direct_calls: Vec::with_capacity(bytes / 32),
+            gas_events: Vec::with_capacity(bytes / 8),
+        }
+    }
+}
+
+/// Appends `list` to `to`; returns where it went.
+fn append<T: Copy>(to: &mut Vec<T>, list: &[T]) -> Range<usize> {
+    let start = to.len();
+    to.extend_from_slice(list);
+    start..to.len()
+}
+
+/// The plans of a code section's functions, in module order, and the lists they share.
+#[derive(Debug, Default)]
+pub(crate) struct Plans {
+    pub functions: Vec<FunctionPlan>,
+    pub lists: Vec<PlanLists>,
+}
+
+impl FunctionPlan {
+    /// Insertions, in increasing offset order (ties in the order they must be emitted).
+    pub fn insertions<'l>(&self, lists: &'l [PlanLists]) -> &'l [Insertion] {
+        &lists[self.lists].insertions[self.insertions.clone()]
+    }
+    /// The cost of each metered block, indexed by [`Insert::Charge`]; block 0 is the entry
+    /// block.
+    pub fn blocks<'l>(&self, lists: &'l [PlanLists]) -> &'l [u64] {
+        &lists[self.lists].blocks[self.blocks.clone()]
+    }
+    /// [`FunctionPlan::blocks`], to change (direct callers pre-pay a callee's entry block:
+    /// [`calls`]).
+    pub fn blocks_mut<'l>(&self, lists: &'l mut [PlanLists]) -> &'l mut [u64] {
+        &mut lists[self.lists].blocks[self.blocks.clone()]
+    }
+    /// Reachable direct calls (`call`, `return_call`), in program order.
+    pub fn direct_calls<'l>(&self, lists: &'l [PlanLists]) -> &'l [DirectCall] {
+        &lists[self.lists].direct_calls[self.direct_calls.clone()]
+    }
+    /// What touches the gas local, in program order, for [`calls::Reloads::place`].
+    pub fn gas_events<'l>(&self, lists: &'l [PlanLists]) -> &'l [GasEvent] {
+        &lists[self.lists].gas_events[self.gas_events.clone()]
+    }
+    /// How many metered blocks cost more than nothing.
+    pub fn charged_blocks(&self, lists: &[PlanLists]) -> usize {
+        self.blocks(lists).iter().filter(|&&gas| gas > 0).count()
+    }
+}
+
+/// A function's plan while it is being made, in the worker's reusable buffers.
+#[derive(Debug, Default)]
+struct Draft {
+    /// Insertions, in increasing offset order (ties in the order they must be emitted).
+    insertions: Vec<Insertion>,
+    /// Offset of the first operator (the end of the local declarations).
+    ops_start: usize,
+    /// Number of locals the function declares, parameters included.
+    locals: u32,
+    /// This function's frame weight for the stack limit.
+    frame_cost: u64,
+    /// Which helper locals the insertions use.
+    extra: ExtraLocals,
+    /// The cost of each metered block, indexed by [`Insert::Charge`]; block 0 is the entry
+    /// block. Direct callers pre-pay a callee's entry block ([`calls`]).
+    blocks: Vec<u64>,
+    /// Reachable direct calls (`call`, `return_call`), in program order.
+    direct_calls: Vec<DirectCall>,
+    /// Whether reachable code calls through a table or a reference.
+    indirect_calls: bool,
+    /// Whether reachable code has size charges (which read the gas local).
+    size_charges: bool,
+    /// What touches the gas local, in program order, for [`calls::Reloads::place`].
+    gas_events: Vec<GasEvent>,
+    /// The counted loops, indexed by [`Insert::LoopCharge`].
+    loops: Vec<CountedLoop>,
+}
+
+impl Draft {
+    /// The finished plan, its lists appended to `lists` (its worker's).
+    fn finish(&mut self, lists: &mut PlanLists) -> FunctionPlan {
+        FunctionPlan {
+            ops_start: self.ops_start,
+            locals: self.locals,
+            frame_cost: self.frame_cost,
+            extra: self.extra,
+            indirect_calls: self.indirect_calls,
+            size_charges: self.size_charges,
+            loops: std::mem::take(&mut self.loops),
+            lists: 0,
+            insertions: append(&mut lists.insertions, &self.insertions),
+            blocks: append(&mut lists.blocks, &self.blocks),
+            direct_calls: append(&mut lists.direct_calls, &self.direct_calls),
+            gas_events: append(&mut lists.gas_events, &self.gas_events),
+        }
+    }
 }
 
 /// A reachable direct call.
@@ -242,13 +357,6 @@ pub(crate) enum GasEvent {
 pub(crate) const INDIRECT: u32 = u32::MAX;
 /// The `call` field of [`GasEvent::Stale`] at the function's entry.
 pub(crate) const ENTRY: u32 = u32::MAX - 1;
-
-impl FunctionPlan {
-    /// How many metered blocks cost more than nothing.
-    pub fn charged_blocks(&self) -> usize {
-        self.blocks.iter().filter(|&&gas| gas > 0).count()
-    }
-}
 
 /// How the stack limit weighs a frame: a fixed part plus 8 units per value slot (16 for
 /// `v128`), over parameters, locals and the deepest operand stack the function reaches.
@@ -324,7 +432,8 @@ pub(crate) struct Scratch {
     gas_events: Vec<GasEvent>,
 }
 
-/// Analyses and validates one function body.
+/// Analyses and validates one function body; its plan's lists go into `lists` (and the plan
+/// says they are at index 0 of [`Plans::lists`]: the caller corrects that).
 /// `trace` is a reusable buffer for the NaN analysis (see `nans::Trace`).
 pub(crate) fn analyze_function<'a>(
     body: &FunctionBody<'a>,
@@ -333,6 +442,7 @@ pub(crate) fn analyze_function<'a>(
     plan: Plan<'_>,
     scratch: &mut Scratch,
     trace: &mut nans::Trace<'a>,
+    lists: &mut PlanLists,
 ) -> Result<FunctionPlan, Error> {
     let mut reader: BinaryReader<'a> = body.get_binary_reader();
     validator.read_locals(&mut reader).map_err(invalid)?;
@@ -348,21 +458,19 @@ pub(crate) fn analyze_function<'a>(
     };
 
     let mut analysis = Analysis {
-        out: FunctionPlan {
+        out: Draft {
             ops_start,
             locals,
             frame_cost: 0,
             extra: ExtraLocals::default(),
             indirect_calls: false,
             size_charges: false,
-            // Built in the worker's reusable buffers; the plan gets exact-size copies (it
-            // lives until the whole code section is planned).
+            // Built in the worker's reusable buffers, then appended to its lists.
             insertions: std::mem::take(&mut scratch.insertions),
             blocks: std::mem::take(&mut scratch.blocks),
             direct_calls: std::mem::take(&mut scratch.direct_calls),
             gas_events: std::mem::take(&mut scratch.gas_events),
             loops: Vec::new(),
-            reloads: Vec::new(),
         },
         frames: std::mem::take(&mut scratch.frames),
         nan_producers: std::mem::take(&mut scratch.nan_producers),
@@ -568,15 +676,7 @@ pub(crate) fn analyze_function<'a>(
     scratch.nan_sets = analysis.nan_sets;
     scratch.loop_writes = analysis.loop_writes;
     let mut out = analysis.out;
-    let plan = FunctionPlan {
-        insertions: out.insertions.to_vec(),
-        blocks: out.blocks.to_vec(),
-        direct_calls: out.direct_calls.to_vec(),
-        gas_events: out.gas_events.to_vec(),
-        loops: std::mem::take(&mut out.loops),
-        reloads: Vec::new(),
-        ..out
-    };
+    let plan = out.finish(lists);
     scratch.insertions = out.insertions;
     scratch.blocks = out.blocks;
     scratch.direct_calls = out.direct_calls;
@@ -884,7 +984,7 @@ fn count_locals(
 }
 
 struct Analysis<'a> {
-    out: FunctionPlan,
+    out: Draft,
     frames: Vec<Frame>,
     nan_producers: Vec<(usize, FloatKind)>,
     /// Every reachable `local.set`/`local.tee`, with what it assigns when the operator before

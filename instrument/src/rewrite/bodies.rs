@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use super::body::{rewrite_body, Buffers, Context};
 use crate::analyze::calls::Reloads;
-use crate::analyze::FunctionPlan;
+use crate::analyze::{FunctionPlan, PlanLists, Plans};
 use crate::error::Error;
 use crate::pool::helpers;
 
@@ -29,7 +29,7 @@ type Piece<'p, 'b> = (&'p mut [FunctionPlan], &'b [Range<usize>]);
 /// Returns how many blocks charge gas.
 pub(crate) fn write_bodies(
     wasm: &[u8],
-    mut plans: Vec<FunctionPlan>,
+    mut plans: Plans,
     bodies: &[Range<usize>],
     cx: &Context<'_>,
     reloads: &Reloads,
@@ -37,13 +37,14 @@ pub(crate) fn write_bodies(
     out: &mut Vec<u8>,
 ) -> Result<usize, Error> {
     let total: usize = bodies.iter().map(Range::len).sum();
+    let lists = &plans.lists;
     // (`out` was allocated for an output twice the input's size, which is about what the
     // defaults make of a compiled program.)
     let Some(helpers) = helpers(threads, total) else {
-        return write_piece(wasm, &mut plans, bodies, cx, reloads, out);
+        return write_piece(wasm, &mut plans.functions, lists, bodies, cx, reloads, out);
     };
     let count = helpers.workers * PIECES_PER_WORKER;
-    let mut pieces = cut(&mut plans, bodies, total, count).into_iter();
+    let mut pieces = cut(&mut plans.functions, bodies, total, count).into_iter();
     let Some((first_plans, first_bodies)) = pieces.next() else {
         return Ok(0);
     };
@@ -53,13 +54,13 @@ pub(crate) fn write_bodies(
         let mut done = Vec::new();
         // A poisoned lock means another thread panicked; the scope re-raises that panic.
         while let Some((index, (plans, bodies))) = queue.lock().ok().and_then(|mut q| q.next()) {
-            let mut buffer = Vec::with_capacity(estimate(plans, bodies));
-            let blocks = write_piece(wasm, plans, bodies, cx, reloads, &mut buffer);
+            let mut buffer = Vec::with_capacity(estimate(plans, lists, bodies));
+            let blocks = write_piece(wasm, plans, lists, bodies, cx, reloads, &mut buffer);
             done.push((index, blocks, buffer));
         }
         done
     };
-    let first = || write_piece(wasm, first_plans, first_bodies, cx, reloads, out);
+    let first = || write_piece(wasm, first_plans, lists, first_bodies, cx, reloads, out);
     let (mut blocks, mut written) = helpers.run(first, work);
     helpers.drop_later(plans);
     written.sort_unstable_by_key(|(index, _, _)| *index);
@@ -106,8 +107,11 @@ fn cut<'p, 'b>(
 
 /// About how many bytes a run's rewritten bodies take (a charge with its write-back is about
 /// 20 bytes), so the buffer is allocated once.
-fn estimate(plans: &[FunctionPlan], bodies: &[Range<usize>]) -> usize {
-    let inserted: usize = plans.iter().map(|plan| plan.insertions.len() * 20).sum();
+fn estimate(plans: &[FunctionPlan], lists: &[PlanLists], bodies: &[Range<usize>]) -> usize {
+    let inserted: usize = plans
+        .iter()
+        .map(|plan| plan.insertions(lists).len() * 20)
+        .sum();
     bodies.iter().map(Range::len).sum::<usize>() + inserted
 }
 
@@ -115,17 +119,27 @@ fn estimate(plans: &[FunctionPlan], bodies: &[Range<usize>]) -> usize {
 fn write_piece(
     wasm: &[u8],
     plans: &mut [FunctionPlan],
+    lists: &[PlanLists],
     bodies: &[Range<usize>],
     cx: &Context<'_>,
     reloads: &Reloads,
     out: &mut Vec<u8>,
 ) -> Result<usize, Error> {
     let mut buffers = Buffers::default();
+    let mut offsets = Vec::new();
     let mut blocks = 0;
     for (plan, body) in plans.iter_mut().zip(bodies) {
-        reloads.place(plan);
-        blocks += plan.charged_blocks();
-        rewrite_body(wasm, body.clone(), plan, cx, &mut buffers, out)?;
+        reloads.place(plan, lists, &mut offsets);
+        blocks += plan.charged_blocks(lists);
+        rewrite_body(
+            wasm,
+            body.clone(),
+            (plan, lists),
+            &offsets,
+            cx,
+            &mut buffers,
+            out,
+        )?;
     }
     Ok(blocks)
 }

@@ -6,7 +6,7 @@
 
 use super::code::Code;
 use super::{bulk, gas, loops, nan, stack};
-use crate::analyze::{FunctionPlan, Insert, Insertion, UnitKind};
+use crate::analyze::{FunctionPlan, Insert, Insertion, PlanLists, UnitKind};
 use crate::cost::CostModel;
 use crate::error::{Error, ErrorKind};
 use std::ops::Range;
@@ -48,7 +48,10 @@ pub(crate) struct Buffers {
     declarations: Vec<u8>,
 }
 
-/// Appends the rewritten body (size-prefixed, as the code section stores it) to `out`.
+/// Appends the rewritten body (size-prefixed, as the code section stores it) to `out`, with
+/// gas reloads at the offsets `reloads` (in increasing order, from
+/// [`Reloads::place`](crate::analyze::calls::Reloads::place); each emitted before the
+/// insertions at its offset).
 ///
 /// The inserted code is emitted into a buffer first (it is small), so the body's size is
 /// known before anything is written; the original bytes are then copied once, straight into
@@ -56,7 +59,8 @@ pub(crate) struct Buffers {
 pub(crate) fn rewrite_body(
     wasm: &[u8],
     body: Range<usize>,
-    plan: &FunctionPlan,
+    (plan, lists): (&FunctionPlan, &[PlanLists]),
+    reloads: &[u32],
     cx: &Context<'_>,
     buffers: &mut Buffers,
     out: &mut Vec<u8>,
@@ -73,8 +77,9 @@ pub(crate) fn rewrite_body(
     // The insertions merged with the gas reloads (first at the same offset), and where each
     // one's code ends in `scratch`.
     let charger = gas::Charger::new(cx.gas_global, locals.gas);
-    let mut reloads = plan.reloads.iter().copied().peekable();
-    let mut insertions = plan.insertions.iter().copied().peekable();
+    let mut reloads = reloads.iter().copied().peekable();
+    let blocks = plan.blocks(lists);
+    let mut insertions = plan.insertions(lists).iter().copied().peekable();
     loop {
         let reload_first = match (reloads.peek(), insertions.peek()) {
             (Some(&offset), Some(next)) => offset <= next.offset,
@@ -94,7 +99,7 @@ pub(crate) fn rewrite_body(
         };
         let code = &mut Code(scratch);
         match insertion.insert {
-            Insert::Charge(block) => match plan.blocks[block as usize] {
+            Insert::Charge(block) => match blocks[block as usize] {
                 0 => {}
                 cost => charger.charge(code.0, gas::Amount::Const(cost)),
             },
@@ -127,7 +132,7 @@ pub(crate) fn rewrite_body(
             Insert::Canonicalize(kind) => nan::canonicalize(code, kind, &locals),
             Insert::LoopCharge(index) => {
                 let counted = &plan.loops[index as usize];
-                let cost = plan.blocks[counted.block as usize];
+                let cost = blocks[counted.block as usize];
                 loops::loop_charge(code, cx.gas_global, &locals, counted, cost)
             }
         }

@@ -159,6 +159,10 @@ fn survey(wasm: &[u8], entry_points: bool) -> Result<Survey, Error> {
                 }
             }
             Payload::TypeSection(reader) => {
+                // (A count the section's bytes cannot hold is not believed.)
+                survey
+                    .type_sizes
+                    .reserve((reader.count() as usize).min(reader.range().len()));
                 for group in reader {
                     for ty in group.map_err(invalid)?.into_types() {
                         survey.type_sizes.push(limits::sub_type_size(&ty));
@@ -175,6 +179,10 @@ fn survey(wasm: &[u8], entry_points: bool) -> Result<Survey, Error> {
             }
             Payload::FunctionSection(reader) => {
                 survey.defined_functions = reader.count();
+                survey
+                    .functions
+                    .function_types
+                    .reserve((reader.count() as usize).min(reader.range().len()));
                 for ty in reader {
                     survey.functions.function_types.push(ty.map_err(invalid)?);
                 }
@@ -480,7 +488,10 @@ pub(crate) fn rewrite_module(
         }
         match &payload {
             Payload::Version { .. } => writer.out.extend_from_slice(&wasm[..8]),
-            Payload::CodeSectionStart { count, .. } => {
+            Payload::CodeSectionStart { count, range, .. } => {
+                // (Every body takes at least two bytes: a count the section cannot hold is
+                // not believed.)
+                pending.reserve((*count as usize).min(range.len() / 2));
                 writer.out.push(10);
                 code_size_at = writer.out.len();
                 writer
@@ -513,10 +524,10 @@ pub(crate) fn rewrite_module(
                     let mut plans =
                         analyze::plan_functions(functions, features, plan, options.threads)?;
                     if let Some(max) = options.max_locals {
-                        limits::check_locals(&plans, max)?;
+                        limits::check_locals(&plans.functions, max)?;
                     }
                     let reloads = analyze::calls::finish(&mut plans, &calls_module);
-                    stats.functions += plans.len();
+                    stats.functions += plans.functions.len();
                     stats.blocks_metered += bodies::write_bodies(
                         wasm,
                         plans,
