@@ -558,11 +558,6 @@ pub(crate) fn analyze_function<'a>(
         if !METERED[kind as usize] {
             return Err(unmetered(kind, offset));
         }
-        if plan.stack_limit {
-            analysis.max_operands = analysis
-                .max_operands
-                .max(u64::from(validator.operand_stack_height()));
-        }
         let next = reader.original_position();
         let was_reachable = analysis.reachable();
         analysis.operator(op, kind, offset, next, validator.resources());
@@ -874,9 +869,9 @@ macro_rules! define_driver {
         $(
             #[allow(clippy::clone_on_copy)]
             fn $visit(&mut self $($(, $arg: $argty)*)?) -> Self::Output {
-                self.validator.visitor(self.offset).$visit($($($arg.clone()),*)?)?;
-                self.mirror(OpKind::$op);
                 if const { FAST[OpKind::$op as usize] } && self.analyses(OpKind::$op) {
+                    // Analysed first and validated last, so the validator's visit is the
+                    // last thing done (an error ends the function's analysis anyway).
                     self.analysis.plain(OpKind::$op, &*self.validator);
                     if self.analysis.straight.is_some() {
                         let entry = straight_entry!($op $({ $($arg),* })?);
@@ -887,8 +882,11 @@ macro_rules! define_driver {
                         self.analysis.record_straight_entry(entry);
                     }
                     self.kind = None;
-                    return Ok(());
+                    return self.validator.visitor(self.offset).$visit($($($arg.clone()),*)?);
                 }
+                self.analysis.operands_before(&*self.validator);
+                self.validator.visitor(self.offset).$visit($($($arg.clone()),*)?)?;
+                self.mirror(OpKind::$op);
                 self.op = Some(Operator::$op $({ $($arg),* })?);
                 self.kind = Some(OpKind::$op);
                 Ok(())
@@ -902,6 +900,7 @@ macro_rules! define_simd_driver {
         $(
             #[allow(clippy::clone_on_copy)]
             fn $visit(&mut self $($(, $arg: $argty)*)?) -> Self::Output {
+                self.analysis.operands_before(&*self.validator);
                 self.validator.simd_visitor(self.offset).$visit($($($arg.clone()),*)?)?;
                 self.op = Some(Operator::$op $({ $($arg),* })?);
                 self.kind = Some(OpKind::$op);
@@ -1209,11 +1208,20 @@ impl Analysis<'_> {
         }
     }
 
-    /// Analyses an operator the [`Driver`] did not keep (see [`Fast`]): what
-    /// [`Analysis::operator`] does for it, and the deepest operand stack for the stack limit.
+    /// Analyses an operator the [`Driver`] does not keep (see [`Fast`]), before it is
+    /// validated: what [`Analysis::operator`] does for it, and [`Analysis::operands_before`].
     #[inline(always)]
     fn plain(&mut self, kind: OpKind, validator: &FuncValidator<ValidatorResources>) {
         self.price_only(kind);
+        self.operands_before(validator);
+    }
+
+    /// Keeps the deepest operand stack for the stack limit, from the height *before* every
+    /// operator (so an operator's analysis can come before its validation): that is the
+    /// height after the operator before it, and the height after the function's last
+    /// operator (its `end`, which leaves only the results) is no more than before it.
+    #[inline(always)]
+    fn operands_before(&mut self, validator: &FuncValidator<ValidatorResources>) {
         if self.plan.stack_limit {
             self.max_operands = self
                 .max_operands
