@@ -789,7 +789,24 @@ impl FrameStack for Driver<'_, '_, '_> {
     }
 }
 
-impl Driver<'_, '_, '_> {
+impl<'a> Driver<'_, 'a, '_> {
+    /// The full path of a visit: validates the operator (`validate`, which then builds it)
+    /// and keeps it, with its kind, for the analysis. Out of line, so that a visit that
+    /// takes the fast path does not pay for this one's registers.
+    #[inline(never)]
+    fn keep(
+        &mut self,
+        kind: OpKind,
+        validate: impl FnOnce(&mut Self) -> Result<Operator<'a>, BinaryReaderError>,
+    ) -> Result<(), BinaryReaderError> {
+        self.analysis.operands_before(&*self.validator);
+        let op = validate(self)?;
+        self.mirror(kind);
+        self.op = Some(op);
+        self.kind = Some(kind);
+        Ok(())
+    }
+
     /// Whether the operator of this kind, plain or a write to a local, is analysed in its
     /// visit.
     #[inline(always)]
@@ -884,12 +901,10 @@ macro_rules! define_driver {
                     self.kind = None;
                     return self.validator.visitor(self.offset).$visit($($($arg.clone()),*)?);
                 }
-                self.analysis.operands_before(&*self.validator);
-                self.validator.visitor(self.offset).$visit($($($arg.clone()),*)?)?;
-                self.mirror(OpKind::$op);
-                self.op = Some(Operator::$op $({ $($arg),* })?);
-                self.kind = Some(OpKind::$op);
-                Ok(())
+                self.keep(OpKind::$op, move |driver| {
+                    driver.validator.visitor(driver.offset).$visit($($($arg.clone()),*)?)?;
+                    Ok(Operator::$op $({ $($arg),* })?)
+                })
             }
         )*
     };
