@@ -527,7 +527,6 @@ pub(crate) fn analyze_function<'a>(
         op: None,
         kind: None,
         frames: std::mem::take(&mut scratch.validator_frames),
-        mirror_exact: true,
         analysis,
         fast: Fast::for_state(observed_nans, float_locals, NanState::Idle),
     };
@@ -540,7 +539,7 @@ pub(crate) fn analyze_function<'a>(
             .visit_operator(&mut driver)
             .and_then(|validated| validated)
             .map_err(invalid)?;
-        if cfg!(debug_assertions) && driver.mirror_exact {
+        if cfg!(debug_assertions) {
             let validator = &*driver.validator;
             let mirrored = (driver.frames.len(), driver.frames.last().copied());
             let actual = (
@@ -759,10 +758,8 @@ struct Driver<'v, 'a, 'p> {
     /// in its visit (or none was read).
     op: Option<Operator<'a>>,
     kind: Option<OpKind>,
-    /// The kinds of the validator's control frames, innermost last (see `mirror`), and
-    /// whether they are known to match.
+    /// The kinds of the validator's control frames, innermost last (see `mirror`).
     frames: Vec<ValidatorFrame>,
-    mirror_exact: bool,
     analysis: Analysis<'p>,
     fast: Fast,
 }
@@ -781,11 +778,7 @@ impl FrameStack for Driver<'_, '_, '_> {
     // `end`); the mirror answers without a call into the validator.
     #[inline]
     fn current_frame(&self) -> Option<ValidatorFrame> {
-        if self.mirror_exact {
-            self.frames.last().copied()
-        } else {
-            self.validator.get_control_frame(0).map(|frame| frame.kind)
-        }
+        self.frames.last().copied()
     }
 }
 
@@ -837,12 +830,10 @@ impl<'a> Driver<'_, 'a, '_> {
                 self.frames.pop();
                 return;
             }
-            // Legacy exception handling changes frames in ways not mirrored here; the
-            // supported features refuse it, but should it validate, ask the validator.
-            OpKind::Try | OpKind::Catch | OpKind::CatchAll | OpKind::Delegate => {
-                self.mirror_exact = false;
-                return;
-            }
+            // Legacy exception handling (`try`, `catch`, `delegate`) changes frames in ways
+            // not mirrored here, but it is never metered: the supported features refuse it,
+            // and should it validate, the analysis refuses it (`METERED`) before the reader
+            // asks for the next operator's frame.
             _ => return,
         };
         self.frames.push(opened);
