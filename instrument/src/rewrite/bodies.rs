@@ -126,7 +126,7 @@ fn write_piece(
     out: &mut Vec<u8>,
 ) -> Result<usize, Error> {
     let mut buffers = Buffers::default();
-    let mut offsets = Vec::new();
+    let mut offsets = Vec::with_capacity(64);
     let mut blocks = 0;
     for (plan, body) in plans.iter_mut().zip(bodies) {
         reloads.place(plan, lists, &mut offsets);

@@ -38,7 +38,6 @@ pub(crate) struct Context<'a> {
 
 /// Reusable buffers for [`rewrite_body`], so that rewriting a module's bodies does not
 /// allocate per function.
-#[derive(Default)]
 pub(crate) struct Buffers {
     /// The inserted code.
     code: Vec<u8>,
@@ -46,6 +45,18 @@ pub(crate) struct Buffers {
     ends: Vec<(u32, usize)>,
     /// The local declarations, with the helper locals appended.
     declarations: Vec<u8>,
+}
+
+impl Default for Buffers {
+    /// Buffers with room for a typical function's insertions (a few dozen), so that most
+    /// modules never grow them.
+    fn default() -> Self {
+        Buffers {
+            code: Vec::with_capacity(4096),
+            ends: Vec::with_capacity(256),
+            declarations: Vec::with_capacity(64),
+        }
+    }
 }
 
 /// Appends the rewritten body (size-prefixed, as the code section stores it) to `out`, with

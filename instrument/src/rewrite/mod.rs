@@ -348,7 +348,7 @@ pub(crate) fn rewrite_module(
     }
 
     // The ABI's additions, encoded once: `(global (mut i64) (i64.const INIT))` entries.
-    let mut new_globals = Vec::new();
+    let mut new_globals = Vec::with_capacity(32);
     let mut new_global_count = 0;
     let mut add_global = |init: i64| {
         new_globals.extend_from_slice(&[0x7e, 0x01, 0x42]);
@@ -366,7 +366,9 @@ pub(crate) fn rewrite_module(
         type_size: 1,
         ..limits::Counts::default()
     };
-    let mut new_exports = Vec::new();
+    // (Room for the state exports' names, about 20 bytes each.)
+    let state_exports = survey.referenced_functions.len() + survey.mutable_globals.len();
+    let mut new_exports = Vec::with_capacity(64 + 24 * state_exports);
     let mut new_export_count = 1;
     abi::GAS_LEFT_EXPORT.encode(&mut new_exports);
     new_exports.push(0x03); // global
