@@ -134,18 +134,18 @@ fn prepay_entries(plans: &mut Plans, module: &Module<'_>) {
 
     let Plans { functions, lists } = plans;
     for (function, plan) in functions.iter().enumerate() {
-        for index in 0..plan.direct_calls(lists).len() {
-            let call = plan.direct_calls(lists)[index];
+        let (calls, blocks) = plan.calls_and_blocks_mut(lists);
+        for call in calls {
             if let Some(callee) = defined(call.callee, module.imported, count) {
                 if foldable[callee] {
-                    let gas = &mut plan.blocks_mut(lists)[call.block as usize];
+                    let gas = &mut blocks[call.block as usize];
                     *gas = gas.saturating_add(prepay[callee]);
                 }
             }
         }
         if foldable[function] {
             // Its callers pay it (`prepay[function]` is exactly this block's cost now).
-            plan.blocks_mut(lists)[0] = 0;
+            blocks[0] = 0;
         }
     }
 }

@@ -202,7 +202,7 @@ pub(crate) struct FunctionPlan {
     pub loops: Vec<CountedLoop>,
     /// Which of the code section's [`PlanLists`] hold its lists ([`Plans::lists`]).
     lists: usize,
-    /// Where in them: see [`Draft`] for what each list holds.
+    /// Where in them (what each list holds: the accessors of the same names).
     insertions: Range<usize>,
     blocks: Range<usize>,
     direct_calls: Range<usize>,
@@ -257,10 +257,17 @@ impl FunctionPlan {
     pub fn blocks<'l>(&self, lists: &'l [PlanLists]) -> &'l [u64] {
         &lists[self.lists].blocks[self.blocks.clone()]
     }
-    /// [`FunctionPlan::blocks`], to change (direct callers pre-pay a callee's entry block:
-    /// [`calls`]).
-    pub fn blocks_mut<'l>(&self, lists: &'l mut [PlanLists]) -> &'l mut [u64] {
-        &mut lists[self.lists].blocks[self.blocks.clone()]
+    /// [`FunctionPlan::direct_calls`], and [`FunctionPlan::blocks`] to change (direct callers
+    /// pre-pay a callee's entry block: [`calls`]).
+    pub fn calls_and_blocks_mut<'l>(
+        &self,
+        lists: &'l mut [PlanLists],
+    ) -> (&'l [DirectCall], &'l mut [u64]) {
+        let lists = &mut lists[self.lists];
+        (
+            &lists.direct_calls[self.direct_calls.clone()],
+            &mut lists.blocks[self.blocks.clone()],
+        )
     }
     /// Reachable direct calls (`call`, `return_call`), in program order.
     pub fn direct_calls<'l>(&self, lists: &'l [PlanLists]) -> &'l [DirectCall] {
