@@ -257,3 +257,41 @@ fn check_header(wasm: &[u8]) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{instrument, ErrorKind, Options};
+
+    /// Valid modules of proposals the pass does not meter are refused as unsupported, naming
+    /// the proposal, whatever `Options::features` allows: the analysis never sees their
+    /// operators (legacy exception handling's `try` and `catch`, for one, open frames the
+    /// analysis does not mirror).
+    #[test]
+    fn unmetered_proposals_are_refused_as_unsupported() {
+        let modules = [
+            ("(module (tag $e) (func try nop catch $e end))", "exception"),
+            (
+                "(module (memory 1 1 shared) (func (drop (i32.atomic.load (i32.const 0)))))",
+                "thread",
+            ),
+        ];
+        for (text, proposal) in modules {
+            let wasm = wat::parse_str(text).expect("the test module parses");
+            let everything = Options {
+                features: super::WasmFeatures::all(),
+                ..Options::default()
+            };
+            for options in [Options::default(), everything] {
+                let err = instrument(&wasm, &options).expect_err(text);
+                assert!(
+                    matches!(err.kind(), ErrorKind::Unsupported { .. }),
+                    "{text}: {err}"
+                );
+                assert!(
+                    err.to_string().contains(proposal),
+                    "{text}: {err} does not name {proposal}"
+                );
+            }
+        }
+    }
+}
