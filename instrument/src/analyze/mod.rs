@@ -283,50 +283,30 @@ impl FunctionPlan {
     }
 }
 
-/// A function's plan while it is being made, in the worker's reusable buffers.
+/// A function's plan while it is being made: all but its lists, and the lists in the
+/// worker's reusable buffers (indices into them are the function's own).
 #[derive(Debug, Default)]
 struct Draft {
-    /// Insertions, in increasing offset order (ties in the order they must be emitted).
+    plan: FunctionPlan,
+    /// What [`FunctionPlan::insertions`] will hold.
     insertions: Vec<Insertion>,
-    /// Offset of the first operator (the end of the local declarations).
-    ops_start: usize,
-    /// Number of locals the function declares, parameters included.
-    locals: u32,
-    /// This function's frame weight for the stack limit.
-    frame_cost: u64,
-    /// Which helper locals the insertions use.
-    extra: ExtraLocals,
-    /// The cost of each metered block, indexed by [`Insert::Charge`]; block 0 is the entry
-    /// block. Direct callers pre-pay a callee's entry block ([`calls`]).
+    /// What [`FunctionPlan::blocks`] will hold.
     blocks: Vec<u64>,
-    /// Reachable direct calls (`call`, `return_call`), in program order.
+    /// What [`FunctionPlan::direct_calls`] will hold.
     direct_calls: Vec<DirectCall>,
-    /// Whether reachable code calls through a table or a reference.
-    indirect_calls: bool,
-    /// Whether reachable code has size charges (which read the gas local).
-    size_charges: bool,
-    /// What touches the gas local, in program order, for [`calls::Reloads::place`].
+    /// What [`FunctionPlan::gas_events`] will hold.
     gas_events: Vec<GasEvent>,
-    /// The counted loops, indexed by [`Insert::LoopCharge`].
-    loops: Vec<CountedLoop>,
 }
 
 impl Draft {
     /// The finished plan, its lists appended to `lists` (its worker's).
     fn finish(&mut self, lists: &mut PlanLists) -> FunctionPlan {
         FunctionPlan {
-            ops_start: self.ops_start,
-            locals: self.locals,
-            frame_cost: self.frame_cost,
-            extra: self.extra,
-            indirect_calls: self.indirect_calls,
-            size_charges: self.size_charges,
-            loops: std::mem::take(&mut self.loops),
-            lists: 0,
             insertions: append(&mut lists.insertions, &self.insertions),
             blocks: append(&mut lists.blocks, &self.blocks),
             direct_calls: append(&mut lists.direct_calls, &self.direct_calls),
             gas_events: append(&mut lists.gas_events, &self.gas_events),
+            ..std::mem::take(&mut self.plan)
         }
     }
 }
@@ -466,18 +446,16 @@ pub(crate) fn analyze_function<'a>(
 
     let mut analysis = Analysis {
         out: Draft {
-            ops_start,
-            locals,
-            frame_cost: 0,
-            extra: ExtraLocals::default(),
-            indirect_calls: false,
-            size_charges: false,
+            plan: FunctionPlan {
+                ops_start,
+                locals,
+                ..FunctionPlan::default()
+            },
             // Built in the worker's reusable buffers, then appended to its lists.
             insertions: std::mem::take(&mut scratch.insertions),
             blocks: std::mem::take(&mut scratch.blocks),
             direct_calls: std::mem::take(&mut scratch.direct_calls),
             gas_events: std::mem::take(&mut scratch.gas_events),
-            loops: Vec::new(),
         },
         frames: std::mem::take(&mut scratch.frames),
         nan_producers: std::mem::take(&mut scratch.nan_producers),
@@ -512,7 +490,7 @@ pub(crate) fn analyze_function<'a>(
         call: ENTRY,
     });
     if plan.stack_limit {
-        analysis.out.extra.level = true;
+        analysis.out.plan.extra.level = true;
         analysis.insert(ops_start, Insert::StackEnter);
     }
     analysis.start_block(ops_start, true);
@@ -652,19 +630,19 @@ pub(crate) fn analyze_function<'a>(
         }
         for (offset, kind) in scratch.nan_points.drain(..) {
             match kind {
-                FloatKind::F32 => analysis.out.extra.f32 = true,
-                _ => analysis.out.extra.f64 = true,
+                FloatKind::F32 => analysis.out.plan.extra.f32 = true,
+                _ => analysis.out.plan.extra.f64 = true,
             }
             analysis.insert(offset, Insert::Canonicalize(kind));
         }
     }
     let slot = if analysis.uses_v128 { 16 } else { 8 };
-    analysis.out.frame_cost = FRAME_BASE_COST + local_slots + analysis.max_operands * slot;
-    let calls = !analysis.out.direct_calls.is_empty() || analysis.out.indirect_calls;
-    if analysis.out.extra.level && !calls && analysis.out.frame_cost <= LEAF_FRAME_LIMIT {
+    analysis.out.plan.frame_cost = FRAME_BASE_COST + local_slots + analysis.max_operands * slot;
+    let calls = !analysis.out.direct_calls.is_empty() || analysis.out.plan.indirect_calls;
+    if analysis.out.plan.extra.level && !calls && analysis.out.plan.frame_cost <= LEAF_FRAME_LIMIT {
         // A leaf with a small frame needs no stack accounting (ABI section 4): its stack
         // insertions emit nothing.
-        analysis.out.extra.level = false;
+        analysis.out.plan.extra.level = false;
     }
     // Insertions were pushed in program order except catch landings at loop starts and NaN
     // canonicalizations; a stable sort keeps ties in push order, gas reloads first.
@@ -721,8 +699,8 @@ enum NanState {
     Failed,
 }
 
-/// Which operators in [`FAST`] the [`Driver`] analyses itself, right after validating them,
-/// without building an `Operator` (most operators are in it, and this is the pass's
+/// Which operators in [`FAST`] the [`Driver`] analyses itself, without building an
+/// `Operator`, before validating them (most operators are in it, and this is the pass's
 /// innermost loop).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fast {
@@ -765,7 +743,7 @@ struct Driver<'v, 'a, 'p> {
     /// in its visit (or none was read).
     op: Option<Operator<'a>>,
     kind: Option<OpKind>,
-    /// The kinds of the validator's control frames, innermost last (see `mirror`).
+    /// The kinds of the validator's control frames, innermost last (see `follow_frames`).
     frames: Vec<ValidatorFrame>,
     analysis: Analysis<'p>,
     fast: Fast,
@@ -801,7 +779,11 @@ impl<'a> Driver<'_, 'a, '_> {
     ) -> Result<(), BinaryReaderError> {
         self.analysis.operands_before(&*self.validator);
         let op = validate(self)?;
-        self.mirror(kind);
+        // Legacy exception handling (`try`, `catch`, `delegate`), which `follow_frames` does
+        // not follow, is never metered: the supported features refuse it, and should it
+        // validate, the analysis refuses it (`METERED`) before the reader asks for the next
+        // operator's frame.
+        let _ = follow_frames(&mut self.frames, kind);
         self.op = Some(op);
         self.kind = Some(kind);
         Ok(())
@@ -817,34 +799,35 @@ impl<'a> Driver<'_, 'a, '_> {
             Fast::Never => false,
         }
     }
+}
 
-    /// Keeps [`Driver::frames`] equal to the validator's control frames after a validated
-    /// operator of this kind.
-    #[inline(always)]
-    fn mirror(&mut self, kind: OpKind) {
-        let opened = match kind {
-            OpKind::Block => ValidatorFrame::Block,
-            OpKind::Loop => ValidatorFrame::Loop,
-            OpKind::If => ValidatorFrame::If,
-            OpKind::TryTable => ValidatorFrame::TryTable,
-            OpKind::Else => {
-                if let Some(top) = self.frames.last_mut() {
-                    *top = ValidatorFrame::Else;
-                }
-                return;
+/// Keeps `frames`, the kinds of the control frames open in a validated body (innermost last,
+/// which the reader asks for before every operator), up to date across an operator of this
+/// kind. `false` when it cannot: legacy exception handling (`try`, `catch`, `delegate`)
+/// changes frames in ways not followed here, and an `else` needs a frame.
+#[inline(always)]
+fn follow_frames(frames: &mut Vec<ValidatorFrame>, kind: OpKind) -> bool {
+    let opened = match kind {
+        OpKind::Block => ValidatorFrame::Block,
+        OpKind::Loop => ValidatorFrame::Loop,
+        OpKind::If => ValidatorFrame::If,
+        OpKind::TryTable => ValidatorFrame::TryTable,
+        OpKind::Else => match frames.last_mut() {
+            Some(top) => {
+                *top = ValidatorFrame::Else;
+                return true;
             }
-            OpKind::End => {
-                self.frames.pop();
-                return;
-            }
-            // Legacy exception handling (`try`, `catch`, `delegate`) changes frames in ways
-            // not mirrored here, but it is never metered: the supported features refuse it,
-            // and should it validate, the analysis refuses it (`METERED`) before the reader
-            // asks for the next operator's frame.
-            _ => return,
-        };
-        self.frames.push(opened);
-    }
+            None => return false,
+        },
+        OpKind::End => {
+            frames.pop();
+            return true;
+        }
+        OpKind::Try | OpKind::Catch | OpKind::CatchAll | OpKind::Delegate => return false,
+        _ => return true,
+    };
+    frames.push(opened);
+    true
 }
 
 /// [`straight_entry`] of the operator a visit of the [`Driver`] has the name and immediates
@@ -1267,9 +1250,9 @@ impl Analysis<'_> {
             self.out.gas_events.len(),
             self.out.direct_calls.len(),
             (
-                self.out.indirect_calls,
-                self.out.size_charges,
-                self.out.extra,
+                self.out.plan.indirect_calls,
+                self.out.plan.size_charges,
+                self.out.plan.extra,
             ),
             self.frames.len(),
             (self.nan_sets.len(), self.nan_producers.len()),
@@ -1375,13 +1358,13 @@ impl Analysis<'_> {
                     if pending.frame == self.frames.len() - 1 {
                         // The back edge was the body's last instruction: pay every iteration
                         // on entry.
-                        let index = self.out.loops.len() as u32;
-                        self.out.loops.push(pending.counted);
+                        let index = self.out.plan.loops.len() as u32;
+                        self.out.plan.loops.push(pending.counted);
                         self.out.insertions[pending.charge] = Insertion {
                             offset: pending.offset as u32,
                             insert: Insert::LoopCharge(index),
                         };
-                        self.out.extra.size = true;
+                        self.out.plan.extra.size = true;
                     }
                 }
                 self.end(offset, next)
@@ -1576,7 +1559,7 @@ impl Analysis<'_> {
                 None
             }
             Operator::CallIndirect { .. } | Operator::CallRef { .. } => {
-                self.out.indirect_calls = true;
+                self.out.plan.indirect_calls = true;
                 self.event(GasEvent::Stale {
                     offset: next as u32,
                     call: INDIRECT,
@@ -1590,7 +1573,7 @@ impl Analysis<'_> {
                     Operator::ReturnCall { function_index } => {
                         self.direct_call(*function_index);
                     }
-                    _ => self.out.indirect_calls = true,
+                    _ => self.out.plan.indirect_calls = true,
                 }
                 self.plan.stack_limit.then_some(Insert::StackRelease)
             }
@@ -1598,8 +1581,8 @@ impl Analysis<'_> {
         };
         if let Some(insert) = before {
             if matches!(insert, Insert::SizeCharge { .. }) {
-                self.out.extra.size = true;
-                self.out.size_charges = true;
+                self.out.plan.extra.size = true;
+                self.out.plan.size_charges = true;
                 self.event(GasEvent::Read);
             }
             self.insert(offset, insert);
@@ -1614,9 +1597,9 @@ impl Analysis<'_> {
             }
             Some(float) => {
                 match float {
-                    FloatKind::F32 => self.out.extra.f32 = true,
-                    FloatKind::F64 => self.out.extra.f64 = true,
-                    FloatKind::F32x4 | FloatKind::F64x2 => self.out.extra.v128 = true,
+                    FloatKind::F32 => self.out.plan.extra.f32 = true,
+                    FloatKind::F64 => self.out.plan.extra.f64 = true,
+                    FloatKind::F32x4 | FloatKind::F64x2 => self.out.plan.extra.v128 = true,
                 }
                 self.insert(next, Insert::Canonicalize(float));
             }
@@ -1796,8 +1779,9 @@ const fn calls_or_sized(kind: OpKind) -> bool {
 
 /// The operators the [`Driver`] may analyse itself ([`Fast`]): the [`PLAIN`] ones, those
 /// that only have a `nans::hint` besides (`global.get`, float loads and constants, ...), and
-/// `local.set` and `local.tee`: outside a loop that may be counted, these only add their
-/// price and feed the NaN analysis's bookkeeping.
+/// `local.set` and `local.tee`: these only add their price and feed the NaN analysis's
+/// bookkeeping and, in a loop that may be counted, its recognition (`straight_entry!`, from
+/// the visit's immediates).
 const FAST: [bool; OPERATORS.len()] = kind_table!(|kind, info| {
     matches!(kind, OpKind::LocalSet | OpKind::LocalTee)
         || (info.metered && !info.simd && only_priced(kind))

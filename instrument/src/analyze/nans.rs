@@ -48,7 +48,7 @@
 //! on generated modules), and NaN bits the program moves on purpose, as NaN-boxing
 //! interpreters do, are never touched.
 
-use super::{nan_producer, FloatKind};
+use super::{follow_frames, nan_producer, FloatKind};
 use crate::ops::{contains, starts_with, OpKind, OPERATORS};
 use wasmparser::{
     BinaryReader, BlockType, CompositeInnerType, ContType, FrameKind, FrameStack, FuncType,
@@ -233,20 +233,9 @@ impl Resume<'_> {
     ) -> Result<(Operator<'a>, OpKind), GaveUp> {
         let op = reader.visit_operator(self).map_err(|_| GaveUp)?;
         let kind = OpKind::of(&op).ok_or(GaveUp)?;
-        match kind {
-            OpKind::Block => self.frames.push(FrameKind::Block),
-            OpKind::Loop => self.frames.push(FrameKind::Loop),
-            OpKind::If => self.frames.push(FrameKind::If),
-            OpKind::TryTable => self.frames.push(FrameKind::TryTable),
-            OpKind::Else => *self.frames.last_mut().ok_or(GaveUp)? = FrameKind::Else,
-            OpKind::End => {
-                self.frames.pop();
-            }
-            // Legacy exception handling is refused before the analysis runs.
-            OpKind::Try | OpKind::Catch | OpKind::CatchAll | OpKind::Delegate => {
-                return Err(GaveUp)
-            }
-            _ => {}
+        // (Legacy exception handling is refused before the analysis runs.)
+        if !follow_frames(self.frames, kind) {
+            return Err(GaveUp);
         }
         Ok((op, kind))
     }
